@@ -1,0 +1,291 @@
+"""``graft``: one entry point for every command.
+
+Bad input (files, fields, names) exits with code 2 and one line naming what is wrong.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from graft.errors import GraftInputError
+
+DEFAULT_PLANNER = "graft"
+DEFAULT_COST_MODEL = "analytic:v100"
+
+log = logging.getLogger("graft")
+
+
+def _write_json(data: Any, path: str | None) -> None:
+    text = json.dumps(data, indent=1)
+    if path is None or path == "-":
+        print(text)
+    else:
+        try:
+            with open(path, "w") as fh:
+                fh.write(text + "\n")
+        except OSError as e:
+            raise GraftInputError(f"cannot write {path!r}: {e.strerror}") from None
+
+
+# --- commands -------------------------------------------------------------------------------
+def cmd_models(args: argparse.Namespace) -> int:
+    if args.regenerate or args.check:
+        from graft.models.measure import regenerate
+
+        diffs = regenerate(check=args.check)
+        if args.check:
+            for d in diffs:
+                print(d)
+            print("block table matches the models" if not diffs else
+                  f"{len(diffs)} differences from the committed block table")
+            return 1 if diffs else 0
+        print("block table regenerated")
+        return 0
+    from graft.models.catalog import all_models
+
+    models = all_models()
+    if args.json:
+        _write_json({"models": [m.to_json() for m in models]}, None)
+        return 0
+    for m in models:
+        gflop = sum(b.flops for b in m.blocks) / 1e9
+        mparams = sum(b.param_bytes for b in m.blocks) / 4e6
+        print(f"{m.name:14s} {m.num_blocks:3d} blocks  input {tuple(m.input_shape)}  "
+              f"{gflop:8.3f} GFLOP  {mparams:7.2f} M params")
+    return 0
+
+
+def _cost_query(item: Any, i: int) -> tuple[str, int, int, int, float]:
+    if not isinstance(item, dict):
+        raise GraftInputError(f"query [{i}] must be an object")
+    from graft.models.catalog import get_model
+
+    for key in ("model", "start", "end", "batch", "share"):
+        if key not in item:
+            raise GraftInputError(f"query [{i}] is missing it", field=key)
+    model = get_model(str(item["model"]))
+    ints = {}
+    for key in ("start", "end", "batch"):
+        v = item[key]
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise GraftInputError(f"query [{i}] needs an integer, got {v!r}", field=key)
+        ints[key] = v
+    if not 0 <= ints["start"] < ints["end"] <= model.num_blocks:
+        raise GraftInputError(
+            f"query [{i}] blocks [{ints['start']}, {ints['end']}) are not within "
+            f"0..{model.num_blocks} of {model.name}", field="end")
+    if ints["batch"] < 1:
+        raise GraftInputError(f"query [{i}] batch must be >= 1", field="batch")
+    share = item["share"]
+    if isinstance(share, bool) or not isinstance(share, (int, float)) or not (
+            math.isfinite(share) and 0 < share <= 1):
+        raise GraftInputError(f"query [{i}] share must be in (0, 1], got {share!r}",
+                              field="share")
+    return model.name, ints["start"], ints["end"], ints["batch"], float(share)
+
+
+def cmd_cost(args: argparse.Namespace) -> int:
+    from graft.cost.registry import make_cost_model
+    from graft.workload.flows import load_json
+
+    cost = make_cost_model(args.cost_model)
+    queries = load_json("-", "cost queries")
+    if not isinstance(queries, list):
+        raise GraftInputError("cost queries must be a JSON list of objects")
+    out = [cost.latency_ms(*_cost_query(q, i)) for i, q in enumerate(queries)]
+    print(json.dumps(out))
+    return 0
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    from graft.cost.registry import make_cost_model
+    from graft.planner.registry import make_planner
+    from graft.workload.flows import load_workload
+
+    planner = make_planner(args.planner)
+    cost = make_cost_model(args.cost_model)
+    workload = load_workload(args.workload)
+    plan = planner.plan(workload, cost, allow_partial=args.allow_partial)
+    log.info("%s: %d stages, total share %.3f on %d GPUs (lower bound %.3f)%s",
+             plan.planner, len(plan.stages), plan.total_share, plan.gpus,
+             plan.lower_bound_share,
+             f"; {len(plan.unserved)} flows unserved" if plan.unserved else "")
+    _write_json(plan.to_json(), args.output)
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from graft.cost.registry import make_cost_model
+    from graft.planner.plan import Plan
+    from graft.planner.verify import verify
+    from graft.workload.flows import load_json, load_workload
+
+    workload = load_workload(args.workload)
+    plan = Plan.from_json(load_json(args.plan, "plan"))
+    cost = make_cost_model(args.cost_model or plan.cost_model)
+    errors = verify(workload, plan, cost, allow_partial=args.allow_partial)
+    if errors:
+        for e in errors:
+            print(f"violation: {e}")
+        print(f"INVALID: {len(errors)} violations")
+        return 1
+    print(f"OK: {len(plan.routes)} flows routed over {len(plan.stages)} stages, "
+          f"total share {plan.total_share:.3f} on {plan.gpus} GPUs "
+          f"({plan.gpu_sharing}, {cost.name})"
+          + (f", {len(plan.unserved)} unserved" if plan.unserved else ""))
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from graft.cost.registry import make_cost_model
+    from graft.planner.compare import format_table, run_planners
+    from graft.planner.registry import planner_names
+    from graft.workload.flows import load_workload
+    from graft.workload.synthetic import demo_workload
+
+    cost = make_cost_model(args.cost_model)
+    if args.workload:
+        workload = load_workload(args.workload)
+        what = args.workload
+    else:
+        workload = demo_workload(cost, seed=args.seed)
+        what = f"built-in demo workload (seed {args.seed})"
+    names = args.planner or [n for n in planner_names() if n != "optimal"]
+    print(f"{what}: {len(workload.flows)} flows over {len(workload.models())} models, "
+          f"cost model {cost.name}\n")
+    print(format_table(run_planners(workload, cost, names)))
+    return 0
+
+
+def cmd_profile(args: argparse.Namespace) -> int:
+    from graft.cost.profiler import profile_model, write_profile
+
+    batches = tuple(_int_list(args.batches, "--batches"))
+    shares = tuple(_float_list(args.shares, "--shares")) if args.shares else None
+    result: dict = {}
+    for name in args.models:
+        log.info("profiling %s on %s", name, args.device)
+        part = profile_model(name, device=args.device, batches=batches, shares=shares,
+                             repeats=args.repeats,
+                             progress=lambda msg: log.info("  %s", msg))
+        if not result:
+            result = part
+        else:
+            result["models"].update(part["models"])
+    write_profile(result, args.output)
+    print(f"wrote {args.output}")
+    return 0
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    from graft.cost.calibration import report
+
+    print(report(args.data_dir))
+    return 0
+
+
+def _int_list(text: str, flag: str) -> list[int]:
+    try:
+        values = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise GraftInputError(f"{flag} takes integers separated by commas, got {text!r}") from None
+    if not values or min(values) < 1:
+        raise GraftInputError(f"{flag} needs positive integers, got {text!r}")
+    return values
+
+
+def _float_list(text: str, flag: str) -> list[float]:
+    try:
+        values = [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise GraftInputError(f"{flag} takes numbers separated by commas, got {text!r}") from None
+    if not values or not all(0 < v <= 1 for v in values):
+        raise GraftInputError(f"{flag} needs shares in (0, 1], got {text!r}")
+    return values
+
+
+# --- parser ---------------------------------------------------------------------------------
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit 2, like every input error
+        self.exit(2, f"graft: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="graft", description="Plan and serve hybrid (split) DNN inference.")
+    p.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    def add(name: str, fn: Callable[[argparse.Namespace], int], help: str
+            ) -> argparse.ArgumentParser:
+        sp = sub.add_parser(name, help=help, description=help)
+        sp.set_defaults(func=fn)
+        return sp
+
+    sp = add("models", cmd_models, "list the models' block chains")
+    sp.add_argument("--json", action="store_true", help="print the block table as JSON")
+    sp.add_argument("--regenerate", action="store_true",
+                    help="re-measure every model with torch and rewrite the committed table")
+    sp.add_argument("--check", action="store_true",
+                    help="re-measure and compare with the committed table (exit 1 on a change)")
+
+    sp = add("cost", cmd_cost, "latency_ms of stages read as a JSON list on stdin")
+    sp.add_argument("--cost-model", default=DEFAULT_COST_MODEL)
+
+    sp = add("plan", cmd_plan, "plan a workload")
+    sp.add_argument("workload", help="workload JSON file (- for stdin)")
+    sp.add_argument("--planner", default=DEFAULT_PLANNER)
+    sp.add_argument("--cost-model", default=DEFAULT_COST_MODEL)
+    sp.add_argument("-o", "--output", help="plan JSON file (default: stdout)")
+    sp.add_argument("--allow-partial", action="store_true",
+                    help="plan the servable flows and list the others as unserved")
+
+    sp = add("verify", cmd_verify, "check a plan against a workload and a cost model")
+    sp.add_argument("workload")
+    sp.add_argument("plan")
+    sp.add_argument("--cost-model", default=None,
+                    help="cost model to check against (default: the plan's own)")
+    sp.add_argument("--allow-partial", action="store_true",
+                    help="accept flows the plan lists as unserved")
+
+    sp = add("compare", cmd_compare, "every planner on one workload, side by side")
+    sp.add_argument("workload", nargs="?", help="workload JSON (default: built-in demo)")
+    sp.add_argument("--planner", action="append", help="planner to run (repeatable)")
+    sp.add_argument("--cost-model", default=DEFAULT_COST_MODEL)
+    sp.add_argument("--seed", type=int, default=0)
+
+    sp = add("profile", cmd_profile, "measure block latencies into a profile table")
+    sp.add_argument("models", nargs="+")
+    sp.add_argument("--device", default="cpu")
+    sp.add_argument("--batches", default="1,2,4,8")
+    sp.add_argument("--shares", default=None,
+                    help="shares to measure (default: every whole number of cores on CPU)")
+    sp.add_argument("--repeats", type=int, default=10)
+    sp.add_argument("-o", "--output", required=True)
+
+    sp = add("calibrate", cmd_calibrate, "analytic cost model vs published measurements")
+    sp.add_argument("--data-dir", default=None,
+                    help="calibration data (default: ../shared/data/calibration if present)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return args.func(args)
+    except GraftInputError as e:
+        print(f"graft: error: {e}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

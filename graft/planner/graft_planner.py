@@ -1,0 +1,49 @@
+"""The ``graft`` planner: merge, group, re-align, allocate, pack.
+
+1. merge flows of one fragment with close budgets (``merge``);
+2. group each model's fragments into budget classes (``group``);
+3. re-align every group into a staircase of shared stages, choosing each stage's batch,
+   share and replicas (``realign``; allocation is part of its dynamic program);
+4. pack stage replicas onto GPUs (``pack``, through ``assemble``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+
+from graft.cost.base import CostModel
+from graft.planner.assemble import StageDraft, assemble_plan
+from graft.planner.group import DEFAULT_MAX_CLASSES, best_grouping
+from graft.planner.merge import DEFAULT_TOLERANCE, Fragment, merge_flows
+from graft.planner.plan import Plan
+from graft.planner.realign import DEFAULT_STEPS
+from graft.planner.servable import split_servable
+from graft.workload.flows import Workload
+
+
+@dataclass(frozen=True)
+class GraftPlanner:
+    name: str = "graft"
+    merge_tolerance: float = DEFAULT_TOLERANCE
+    max_classes: int = DEFAULT_MAX_CLASSES
+    budget_steps: int = DEFAULT_STEPS
+
+    def plan(self, workload: Workload, cost: CostModel, *, allow_partial: bool = False) -> Plan:
+        t0 = time.perf_counter()
+        served, unserved = split_servable(workload, cost, allow_partial=allow_partial)
+        by_model: dict[str, list[Fragment]] = defaultdict(list)
+        for fr in merge_flows(served, self.merge_tolerance):
+            by_model[fr.model].append(fr)
+        drafts: list[StageDraft] = []
+        groups = 0
+        for model in sorted(by_model):
+            alignments = best_grouping(by_model[model], cost, max_classes=self.max_classes,
+                                       steps=self.budget_steps)
+            groups += len(alignments)
+            for a in alignments:
+                drafts.extend(a.drafts)
+        return assemble_plan(self.name, cost, drafts, served, unserved, groups=groups,
+                             fragments=sum(len(v) for v in by_model.values()),
+                             planning_s=round(time.perf_counter() - t0, 4))

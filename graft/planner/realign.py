@@ -1,0 +1,150 @@
+"""Step 3 of the graft planner: re-align one group of fragments into a staircase of stages.
+
+The fragments of a group (one per partition point, p_1 < ... < p_k) share a *trunk*: a chain
+of stages that starts at some kept point and runs to the last block L. Kept points are a
+subset of the partition points; a trunk stage runs from one kept point to the next (or to
+L) and carries every fragment that entered at or before its start, so later stages batch
+more traffic. A fragment whose point is not kept gets a private *head* stage from its point
+to the next kept point, where it joins the trunk. Keeping every point is the full
+staircase; keeping none gives every fragment a private stage (what ``gslice`` does).
+
+A dynamic program chooses the kept points, splits every fragment's budget over the stages it
+traverses, and gives each stage its cheapest (batch, share, replicas), exactly for a
+discretised trunk budget: ``G[j][T]`` is the least cost of the trunk from kept point ``j``
+to L, plus the heads that join it after ``j``, when the trunk's 2e times sum to at most
+``T`` steps. Heads get the exact remaining budget of their fragment, not a rounded one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from graft.cost.base import CostModel
+from graft.models.catalog import get_model
+from graft.planner.assemble import StageDraft
+from graft.planner.configs import segment_options
+from graft.planner.merge import Fragment
+
+DEFAULT_STEPS = 64
+
+
+@dataclass
+class Alignment:
+    cost: float
+    drafts: list[StageDraft]
+
+
+def realign(fragments: list[Fragment], cost: CostModel, steps: int = DEFAULT_STEPS
+            ) -> Alignment:
+    """The cheapest staircase for ``fragments`` (one per partition point, same model)."""
+    frags = sorted(fragments, key=lambda f: f.partition)
+    assert len({f.partition for f in frags}) == len(frags), "collapse by partition first"
+    return _Staircase(frags, cost, steps).solve()
+
+
+class _Staircase:
+    def __init__(self, frags: list[Fragment], cost: CostModel, steps: int):
+        self.frags = frags
+        self.cost = cost
+        self.model = frags[0].model
+        self.k = len(frags)
+        self.L = get_model(self.model).num_blocks
+        # positions of kept-point candidates; index k stands for L (end of the model)
+        self.pos = [f.partition for f in frags] + [self.L]
+        self.D = steps
+        self.step_ms = max(f.budget_ms for f in frags) / steps
+        self.grid_ms = np.arange(steps + 1) * self.step_ms
+        self.prefix_rate = np.cumsum([f.rate for f in frags])
+        self.budget_idx = [min(steps, int(np.floor(f.budget_ms / self.step_ms * (1 + 1e-12))))
+                           for f in frags]
+        diff = np.arange(steps + 1)[:, None] - np.arange(steps + 1)[None, :]
+        self.diff_idx = np.where(diff >= 0, diff, steps + 1)
+        self._heads: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
+
+    # --- cost vectors -------------------------------------------------------------------
+    def trunk_costs(self, j: int, nxt: int) -> tuple[np.ndarray, np.ndarray]:
+        """Cost and option index of trunk stage [pos j, pos nxt) for 0..D steps of budget,
+        padded with one infeasible entry (index D + 1) for the min-plus product."""
+        opts = segment_options(self.cost, self.model, self.pos[j], self.pos[nxt])
+        c, idx = opts.costs_at(float(self.prefix_rate[j]), self.grid_ms)
+        return np.append(c, np.inf), idx
+
+    def head_costs(self, i: int, nxt: int) -> tuple[np.ndarray, np.ndarray]:
+        """Cost and option of fragment i's head [p_i, pos nxt) when the trunk after it may
+        take 0..D steps: the head gets the rest of the fragment's exact budget."""
+        key = (i, nxt)
+        if key not in self._heads:
+            f = self.frags[i]
+            opts = segment_options(self.cost, self.model, f.partition, self.pos[nxt])
+            caps = f.budget_ms - self.grid_ms
+            c, idx = opts.costs_at(f.rate, np.maximum(caps, 0.0))
+            c[caps < 0] = np.inf
+            self._heads[key] = (c, idx)
+        return self._heads[key]
+
+    def heads_between(self, j: int, nxt: int) -> np.ndarray:
+        """Total head cost of fragments strictly between kept points j and nxt."""
+        total = np.zeros(self.D + 1)
+        for i in range(j + 1, nxt):
+            total = total + self.head_costs(i, nxt)[0]
+        return total
+
+    # --- dynamic program ----------------------------------------------------------------
+    def solve(self) -> Alignment:
+        k, D = self.k, self.D
+        G = np.full((k + 1, D + 1), np.inf)
+        G[k] = 0.0  # the trunk after L takes no time and costs nothing
+        choice_next = np.zeros((k, D + 1), dtype=int)
+        choice_rest = np.zeros((k, D + 1), dtype=int)
+        for j in range(k - 1, -1, -1):
+            best = np.full(D + 1, np.inf)
+            for nxt in range(j + 1, k + 1):
+                tc, _ = self.trunk_costs(j, nxt)
+                rest = self.heads_between(j, nxt) + G[nxt]
+                total = tc[self.diff_idx] + rest[None, :]
+                arg = np.argmin(total, axis=1)
+                val = total[np.arange(D + 1), arg]
+                better = val < best
+                best[better] = val[better]
+                choice_next[j, better] = nxt
+                choice_rest[j, better] = arg[better]
+            best[self.budget_idx[j] + 1:] = np.inf  # fragment j enters the trunk here
+            G[j] = best
+        # the first kept point (k: none, every fragment runs privately to L)
+        top_cost, top_first, top_rest = np.inf, k, 0
+        for first in range(k + 1):
+            total = self.heads_between(-1, first) + G[first]
+            t = int(np.argmin(total))
+            if total[t] < top_cost:
+                top_cost, top_first, top_rest = float(total[t]), first, t
+        if not np.isfinite(top_cost):
+            raise ValueError(f"no feasible alignment for {self.model} fragments "
+                             f"{[f.partition for f in self.frags]}")
+        return Alignment(top_cost, self._drafts(top_first, top_rest, choice_next, choice_rest))
+
+    def _drafts(self, first: int, rest: int, choice_next: np.ndarray,
+                choice_rest: np.ndarray) -> list[StageDraft]:
+        drafts: list[StageDraft] = []
+        self._add_heads(drafts, -1, first, rest)
+        j, T = first, rest
+        while j < self.k:
+            nxt, T_next = int(choice_next[j, T]), int(choice_rest[j, T])
+            tc, idx = self.trunk_costs(j, nxt)
+            opts = segment_options(self.cost, self.model, self.pos[j], self.pos[nxt])
+            rate = float(self.prefix_rate[j])
+            config = opts.config(int(idx[T - T_next]), rate)
+            flows = [fl for f in self.frags[: j + 1] for fl in f.flows]
+            drafts.append(StageDraft(self.model, self.pos[j], self.pos[nxt], config, flows))
+            self._add_heads(drafts, j, nxt, T_next)
+            j, T = nxt, T_next
+        return drafts
+
+    def _add_heads(self, drafts: list[StageDraft], j: int, nxt: int, T: int) -> None:
+        for i in range(j + 1, nxt):
+            f = self.frags[i]
+            _, idx = self.head_costs(i, nxt)
+            opts = segment_options(self.cost, self.model, f.partition, self.pos[nxt])
+            drafts.append(StageDraft(self.model, f.partition, self.pos[nxt],
+                                     opts.config(int(idx[T]), f.rate), list(f.flows)))
