@@ -1,8 +1,8 @@
 """A tiny synthetic cost model for planner tests: numbers small enough to check by hand.
 
-Block b of a toy model costs ``overhead + work[b] * batch / min(share, batch / knee)`` ms:
+A stage [s, e) costs ``overhead + sum(work[s:e]) * batch / min(share, batch / knee)`` ms:
 linear in batch, inversely proportional to share up to a knee where a batch of ``batch``
-samples cannot use more than ``batch / knee`` of the GPU. It implements the CostModel
+samples cannot use more than ``batch / knee`` of the GPU, plus a fixed cost per batch. It implements the CostModel
 protocol over the real model table (block counts come from graft's catalog).
 """
 
@@ -21,6 +21,8 @@ class ToyCost:
     work_ms: dict[str, list[float]] = field(default_factory=dict)
     overhead_ms: float = 0.05
     knee: float = 8.0
+    #: below 1, a batch of B costs less than B single samples (economies of batching)
+    batch_exponent: float = 1.0
     name: str = "toy"
     shares: tuple[float, ...] = PERCENT_SHARES
     batches: tuple[int, ...] = DEFAULT_BATCHES
@@ -36,11 +38,11 @@ class ToyCost:
     def latency_ms(self, model: str, start: int, end: int, batch: int, share: float) -> float:
         usable = min(share, batch / self.knee)
         w = sum(self._work(model)[start:end])
-        return (end - start) * self.overhead_ms + w * batch / usable
+        return self.overhead_ms + w * batch**self.batch_exponent / usable
 
     def latency_grid(self, model: str, start: int, end: int) -> np.ndarray:
         b = np.asarray(self.batches, dtype=float)[:, None]
         g = np.asarray(self.shares, dtype=float)[None, :]
         usable = np.minimum(g, b / self.knee)
         w = sum(self._work(model)[start:end])
-        return (end - start) * self.overhead_ms + w * b / usable
+        return self.overhead_ms + w * b**self.batch_exponent / usable
