@@ -1,9 +1,10 @@
 """A tiny synthetic cost model for planner tests: numbers small enough to check by hand.
 
-A stage [s, e) costs ``overhead + sum(work[s:e]) * batch / min(share, batch / knee)`` ms:
-linear in batch, inversely proportional to share up to a knee where a batch of ``batch``
-samples cannot use more than ``batch / knee`` of the GPU, plus a fixed cost per batch. It implements the CostModel
-protocol over the real model table (block counts come from graft's catalog).
+A stage [s, e) costs
+``overhead + sum(work[s:e]) * batch**batch_exponent / min(share, batch / knee)`` ms: a
+fixed cost per batch, plus work inversely proportional to share up to a knee where a batch
+of ``batch`` samples cannot use more than ``batch / knee`` of the GPU. It implements the
+CostModel protocol over the real model table (block counts come from graft's catalog).
 """
 
 from __future__ import annotations
