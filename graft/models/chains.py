@@ -107,7 +107,9 @@ class TinyNet(nn.Module):
         self.down2 = _conv_bn_relu(16, 24, stride=2)
         self.res = TinyResidual(24)
         self.down3 = _conv_bn_relu(24, 48, stride=2)
-        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(1), nn.Linear(48, num_classes))
+        self.head = nn.Sequential(
+            nn.AdaptiveAvgPool2d(1), nn.Flatten(1), nn.Linear(48, num_classes)
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for name in self.BLOCKS:
@@ -294,9 +296,7 @@ def _load_state_dict(model: nn.Module, path: str) -> None:
         ) from exc
 
 
-def build_reference(
-    name: str, *, seed: int = 0, state_dict_path: str | None = None
-) -> nn.Module:
+def build_reference(name: str, *, seed: int = 0, state_dict_path: str | None = None) -> nn.Module:
     """The reference (torchvision) model ``name`` in eval mode.
 
     Weights are random under ``torch.manual_seed(seed)`` (the global RNG state is restored

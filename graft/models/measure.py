@@ -8,9 +8,10 @@ the output of the previous block (a seeded random input for block 0). Recorded p
 * ``flops``: counted by ``torch.utils.flop_counter.FlopCounterMode`` (a multiply-add is two
   FLOPs). Its registry has no formula for the CPU attention kernel
   ``aten._scaled_dot_product_flash_attention_for_cpu``, so that op is mapped to torch's own
-  ``sdpa_flop_count`` formula (the one it applies to the CUDA attention kernels). Multi-head attention's
-  fused inference fast path (``aten._native_multi_head_attention``, which the counter cannot
-  see into) is switched off while measuring, so attention runs as its separate projections.
+  ``sdpa_flop_count`` formula (the one it applies to the CUDA attention kernels). Multi-head
+  attention's fused inference fast path (``aten._native_multi_head_attention``, which the
+  counter cannot see into) is switched off while measuring, so attention runs as its
+  separate projections and ``scaled_dot_product_attention``.
 * ``param_bytes``: ``4 *`` the parameters of the block's modules (buffers such as batch-norm
   running statistics are not counted). ViT's class token and position embedding are block 0's.
 * ``kernels``: the number of compute ops the block runs, counted at the ATen level with a
@@ -63,7 +64,6 @@ NON_KERNEL_OPS: frozenset[str] = frozenset(
         "_reshape_alias",
     }
 )
-
 
 
 def _cpu_sdpa_flop(
