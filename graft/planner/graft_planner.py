@@ -4,7 +4,8 @@
 2. group each model's fragments into budget classes (``group``);
 3. re-align every group into a staircase of shared stages, choosing each stage's batch,
    share and replicas (``realign``; allocation is part of its dynamic program);
-4. pack stage replicas onto GPUs (``pack``, through ``assemble``).
+4. let low-rate stages take turns on shared slices where that saves share (``timeshare``);
+5. pack stage replicas onto GPUs (``pack``, through ``assemble``).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from graft.planner.merge import DEFAULT_TOLERANCE, Fragment, merge_flows
 from graft.planner.plan import Plan
 from graft.planner.realign import DEFAULT_STEPS
 from graft.planner.servable import split_servable
+from graft.planner.timeshare import share_slices
 from graft.workload.flows import Workload
 
 
@@ -29,6 +31,7 @@ class GraftPlanner:
     merge_tolerance: float = DEFAULT_TOLERANCE
     max_classes: int = DEFAULT_MAX_CLASSES
     budget_steps: int = DEFAULT_STEPS
+    time_share: bool = True
 
     def plan(self, workload: Workload, cost: CostModel, *, allow_partial: bool = False) -> Plan:
         t0 = time.perf_counter()
@@ -44,6 +47,8 @@ class GraftPlanner:
             groups += len(alignments)
             for a in alignments:
                 drafts.extend(a.drafts)
+        if self.time_share:
+            drafts = share_slices(drafts, cost)
         return assemble_plan(self.name, cost, drafts, served, unserved, groups=groups,
                              fragments=sum(len(v) for v in by_model.values()),
                              planning_s=round(time.perf_counter() - t0, 4))

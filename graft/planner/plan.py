@@ -21,7 +21,10 @@ class Stage:
 
     ``share`` is the GPU fraction of one replica (spatial plans) or the fraction of its GPU's
     duty cycle it occupies (temporal plans); ``gpus`` names the GPU of each replica.
-    ``duty_cycle_ms`` is set only in temporal plans.
+    ``duty_cycle_ms`` is set in temporal plans, and in spatial plans for a stage that
+    time-shares a slice with others: ``slice`` names the slice, ``slice_share`` is the
+    slice's GPU share (the share ``exec_ms`` is measured at), and ``share`` is
+    ``slice_share * exec_ms / duty_cycle_ms``, the stage's part of the slice.
     """
 
     id: str
@@ -35,6 +38,13 @@ class Stage:
     rate: float
     gpus: tuple[int, ...] = ()
     duty_cycle_ms: float | None = None
+    slice: str | None = None
+    slice_share: float | None = None
+
+    @property
+    def run_share(self) -> float:
+        """The share ``exec_ms`` is measured at in a spatial plan."""
+        return self.slice_share if self.slice_share is not None else self.share
 
     def to_json(self) -> dict:
         d: dict[str, Any] = {
@@ -51,6 +61,9 @@ class Stage:
         }
         if self.duty_cycle_ms is not None:
             d["duty_cycle_ms"] = self.duty_cycle_ms
+        if self.slice is not None:
+            d["slice"] = self.slice
+            d["slice_share"] = self.slice_share
         return d
 
     @classmethod
@@ -68,7 +81,18 @@ class Stage:
             gpus=tuple(int(g) for g in d.get("gpus", ())),
             duty_cycle_ms=(None if d.get("duty_cycle_ms") is None
                            else float(d["duty_cycle_ms"])),
+            slice=None if d.get("slice") is None else str(d["slice"]),
+            slice_share=None if d.get("slice_share") is None else float(d["slice_share"]),
         )
+
+
+def stage_time_ms(st: Stage) -> float:
+    """Worst-case time a request spends in a stage: ``2 * exec_ms`` (it waits for the batch
+    in progress, then runs in the next), or ``duty_cycle_ms + exec_ms`` for a stage that
+    takes turns with others (it waits at most one cycle for its turn)."""
+    if st.duty_cycle_ms is not None:
+        return st.duty_cycle_ms + st.exec_ms
+    return 2 * st.exec_ms
 
 
 @dataclass(frozen=True)

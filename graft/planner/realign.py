@@ -84,13 +84,6 @@ class _Staircase:
             self._heads[key] = (c, idx)
         return self._heads[key]
 
-    def heads_between(self, j: int, nxt: int) -> np.ndarray:
-        """Total head cost of fragments strictly between kept points j and nxt."""
-        total = np.zeros(self.D + 1)
-        for i in range(j + 1, nxt):
-            total = total + self.head_costs(i, nxt)[0]
-        return total
-
     # --- dynamic program ----------------------------------------------------------------
     def solve(self) -> Alignment:
         k, D = self.k, self.D
@@ -98,11 +91,16 @@ class _Staircase:
         G[k] = 0.0  # the trunk after L takes no time and costs nothing
         choice_next = np.zeros((k, D + 1), dtype=int)
         choice_rest = np.zeros((k, D + 1), dtype=int)
+        # heads[nxt]: total head cost of the fragments strictly between j and nxt, kept up
+        # to date as j walks down (each step adds fragment j + 1's head into every nxt)
+        heads = {nxt: np.zeros(D + 1) for nxt in range(k + 1)}
         for j in range(k - 1, -1, -1):
+            for nxt in range(j + 2, k + 1):
+                heads[nxt] = heads[nxt] + self.head_costs(j + 1, nxt)[0]
             best = np.full(D + 1, np.inf)
             for nxt in range(j + 1, k + 1):
                 tc, _ = self.trunk_costs(j, nxt)
-                rest = self.heads_between(j, nxt) + G[nxt]
+                rest = heads[nxt] + G[nxt]
                 total = tc[self.diff_idx] + rest[None, :]
                 arg = np.argmin(total, axis=1)
                 val = total[np.arange(D + 1), arg]
@@ -112,10 +110,12 @@ class _Staircase:
                 choice_rest[j, better] = arg[better]
             best[self.budget_idx[j] + 1:] = np.inf  # fragment j enters the trunk here
             G[j] = best
+        for nxt in range(1, k + 1):  # the fragment 0 heads complete the sums for j = -1
+            heads[nxt] = heads[nxt] + self.head_costs(0, nxt)[0]
         # the first kept point (k: none, every fragment runs privately to L)
         top_cost, top_first, top_rest = np.inf, k, 0
         for first in range(k + 1):
-            total = self.heads_between(-1, first) + G[first]
+            total = heads[first] + G[first]
             t = int(np.argmin(total))
             if total[t] < top_cost:
                 top_cost, top_first, top_rest = float(total[t]), first, t
@@ -136,7 +136,8 @@ class _Staircase:
             rate = float(self.prefix_rate[j])
             config = opts.config(int(idx[T - T_next]), rate)
             flows = [fl for f in self.frags[: j + 1] for fl in f.flows]
-            drafts.append(StageDraft(self.model, self.pos[j], self.pos[nxt], config, flows))
+            drafts.append(StageDraft(self.model, self.pos[j], self.pos[nxt], config, flows,
+                                     cap_ms=(T - T_next) * self.step_ms))
             self._add_heads(drafts, j, nxt, T_next)
             j, T = nxt, T_next
         return drafts
@@ -147,4 +148,5 @@ class _Staircase:
             _, idx = self.head_costs(i, nxt)
             opts = segment_options(self.cost, self.model, f.partition, self.pos[nxt])
             drafts.append(StageDraft(self.model, f.partition, self.pos[nxt],
-                                     opts.config(int(idx[T]), f.rate), list(f.flows)))
+                                     opts.config(int(idx[T]), f.rate), list(f.flows),
+                                     cap_ms=f.budget_ms - T * self.step_ms))

@@ -13,7 +13,7 @@ from collections import defaultdict
 from graft.cost.base import CostModel
 from graft.errors import GraftInputError
 from graft.models.catalog import get_model, model_names
-from graft.planner.plan import SPATIAL, TEMPORAL, Plan, Stage
+from graft.planner.plan import SPATIAL, TEMPORAL, Plan, Stage, stage_time_ms
 from graft.workload.flows import Workload
 
 REL_TOL = 1e-6
@@ -37,6 +37,7 @@ def verify(workload: Workload, plan: Plan, cost: CostModel, *, allow_partial: bo
         errors.append("stage ids are not unique")
     for st in plan.stages:
         errors.extend(_check_stage(st, plan.gpu_sharing, cost))
+    errors.extend(_check_slices(plan))
     errors.extend(_check_gpus(plan))
     errors.extend(_check_routes(workload, plan, stages, allow_partial))
     return errors
@@ -57,9 +58,9 @@ def _check_stage(st: Stage, sharing: str, cost: CostModel) -> list[str]:
         errs.append(f"{name}: {len(st.gpus)} gpus listed for {st.replicas} replicas")
     if not 0 < st.share <= 1 + REL_TOL:
         errs.append(f"{name}: share {st.share} is not in (0, 1]")
-    run_share = 1.0 if sharing == TEMPORAL else st.share
-    if sharing == SPATIAL and not any(_close(st.share, g) for g in cost.shares):
-        errs.append(f"{name}: share {st.share} is not on {cost.name}'s share grid")
+    run_share = 1.0 if sharing == TEMPORAL else st.run_share
+    if sharing == SPATIAL and not any(_close(run_share, g) for g in cost.shares):
+        errs.append(f"{name}: share {run_share} is not on {cost.name}'s share grid")
         return errs
     try:
         expected = cost.latency_ms(st.model, st.start, st.end, st.batch, run_share)
@@ -68,17 +69,44 @@ def _check_stage(st: Stage, sharing: str, cost: CostModel) -> list[str]:
     if not _close(st.exec_ms, expected):
         errs.append(f"{name}: exec_ms {st.exec_ms} differs from the cost model's {expected}")
     period = st.exec_ms
-    if sharing == TEMPORAL:
-        if st.duty_cycle_ms is None:
-            return errs + [f"{name}: a temporal stage needs duty_cycle_ms"]
+    if sharing == TEMPORAL and st.duty_cycle_ms is None:
+        return errs + [f"{name}: a temporal stage needs duty_cycle_ms"]
+    if sharing == SPATIAL and (st.duty_cycle_ms is None) != (st.slice is None):
+        return errs + [f"{name}: a time-shared stage needs both slice and duty_cycle_ms"]
+    if st.duty_cycle_ms is not None:
         period = st.duty_cycle_ms
         if not _le(st.exec_ms, period):
             errs.append(f"{name}: exec_ms {st.exec_ms} exceeds its duty cycle {period}")
-        if not _close(st.share, st.exec_ms / period):
-            errs.append(f"{name}: share {st.share} is not exec_ms / duty_cycle_ms")
+        part = run_share * st.exec_ms / period
+        if not _close(st.share, part):
+            errs.append(f"{name}: share {st.share} is not "
+                        f"{'slice_share * ' if sharing == SPATIAL else ''}"
+                        "exec_ms / duty_cycle_ms")
     capacity = st.replicas * st.batch * 1000.0 / period
     if not _le(st.rate, capacity):
         errs.append(f"{name}: rate {st.rate} req/s exceeds its capacity {capacity:.6g} req/s")
+    return errs
+
+
+def _check_slices(plan: Plan) -> list[str]:
+    """Stages that take turns on one slice agree on it, and fill its duty cycle exactly."""
+    errs: list[str] = []
+    members: dict[str, list[Stage]] = defaultdict(list)
+    for st in plan.stages:
+        if st.slice is not None:
+            members[st.slice].append(st)
+    for name, group in sorted(members.items()):
+        first = group[0]
+        if any(st.replicas != 1 for st in group):
+            errs.append(f"slice {name}: a time-shared stage must have one replica")
+        if any(st.slice_share != first.slice_share or st.gpus != first.gpus
+               or st.duty_cycle_ms != first.duty_cycle_ms for st in group):
+            errs.append(f"slice {name}: members disagree on slice_share, gpus or duty cycle")
+            continue
+        busy = sum(st.exec_ms for st in group)
+        if not _close(busy, first.duty_cycle_ms or 0.0):
+            errs.append(f"slice {name}: duty cycle {first.duty_cycle_ms} is not the sum "
+                        f"{busy:.6g} of its members' exec_ms")
     return errs
 
 
@@ -98,13 +126,6 @@ def _check_gpus(plan: Plan) -> list[str]:
         errs += [f"gpu {g}: stages with different duty cycles {sorted(c)}"
                  for g, c in sorted(cycles.items()) if len(c) > 1]
     return errs
-
-
-def _stage_time(st: Stage, sharing: str) -> float:
-    """Worst-case time a request spends in a stage."""
-    if sharing == TEMPORAL and st.duty_cycle_ms is not None:
-        return st.duty_cycle_ms + st.exec_ms
-    return 2 * st.exec_ms
 
 
 def _check_routes(workload: Workload, plan: Plan, stages: dict[str, Stage],
@@ -166,7 +187,7 @@ def _check_chain(f, chain: list[Stage], latency_ms: float, sharing: str) -> list
             errs.append(f"{name}: stages {a.id} and {b.id} are not contiguous")
     if chain[-1].end != L:
         errs.append(f"{name}: route ends at block {chain[-1].end}, not {L}")
-    total = sum(_stage_time(s, sharing) for s in chain)
+    total = sum(stage_time_ms(s) for s in chain)
     if not _close(latency_ms, total):
         errs.append(f"{name}: latency_ms {latency_ms} is not the stages' sum {total:.6g}")
     if not _le(total, f.budget_ms):

@@ -1,8 +1,11 @@
 """Seeded synthetic workloads: the demo's built-in workload and the benchmark suite's.
 
-Budgets are drawn relative to the least budget each fragment needs under the cost model
-(``needed_budget_ms``), so every generated flow is servable on that cost model, and
-"tight" means the same thing on every model and GPU.
+Budgets are drawn on each model's own time scale: ``needed(0) * U(lo, hi)``, where
+``needed(0)`` is the least server budget the whole model needs on the cost model's device
+(``needed_budget_ms`` at partition 0). A client's server budget is what its end-to-end SLO
+leaves after device time and upload, so it does not shrink with the server's share of the
+model; every budget is kept at least ``MIN_SLACK`` times what its own fragment needs, so
+every generated flow is servable.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from graft.models.catalog import get_model
 from graft.planner.servable import needed_budget_ms
 from graft.workload.flows import Flow, Workload
 
+MIN_SLACK = 1.2
 DEMO_MODELS = ("vgg16", "resnet50", "mobilenet_v2", "inception_v3", "vit_b_16")
 
 
@@ -23,8 +27,8 @@ class WorkloadShape:
     """How heterogeneous a synthetic workload is.
 
     ``partitions``: how many distinct partition points each model's flows use (1 is
-    homogeneous). ``budget_slack``: budgets are ``needed * U(lo, hi)``; equal bounds give one
-    budget per fragment. ``rate``: per-flow request rate bounds (req/s).
+    homogeneous). ``budget_slack``: budgets are ``needed(0) * U(lo, hi)``; equal bounds give
+    one budget per model. ``rate``: per-flow request rate bounds (req/s).
     """
 
     partitions: int
@@ -56,7 +60,7 @@ def synthetic_workload(
         k = min(shape.partitions, L)
         # the first blocks are where clients split most (cheap on-device heads)
         points[m] = sorted(rng.sample(range(L), k)) if k > 1 else [rng.randrange(L // 2)]
-    need = {(m, p): needed_budget_ms(cost, m, p) for m in models for p in points[m]}
+    need = {(m, p): needed_budget_ms(cost, m, p) for m in models for p in [0, *points[m]]}
     flows = []
     for i in range(n_flows):
         m = models[i % len(models)]
@@ -64,7 +68,8 @@ def synthetic_workload(
         slack = rng.uniform(*shape.budget_slack)
         flows.append(Flow(id=f"f{i}", model=m, partition=p,
                           rate=round(rng.uniform(*shape.rate), 3),
-                          budget_ms=round(need[(m, p)] * slack, 3)))
+                          budget_ms=round(max(need[(m, 0)] * slack,
+                                              need[(m, p)] * MIN_SLACK), 3)))
     return Workload(tuple(flows))
 
 

@@ -1,0 +1,122 @@
+"""Time-shared slices: several low-rate stages take turns on one GPU slice.
+
+A stage that must be fast (a tight budget) but sees little traffic holds a slice that sits
+idle most of the time. Stages that time-share one slice of share ``g`` run one batch each
+in turn, back to back: the slice's duty cycle ``d`` is the sum of their execution times at
+``g``. A request waits at most one cycle for its stage's turn, then runs, so it spends at most
+``d + e`` in the stage (Nexus's duty-cycle rule, inside a slice instead of a whole GPU); a
+stage serving ``rate`` needs ``batch >= rate * d / 1000``. Each member reports
+``share = g * e / d``, its fraction of the slice, so the members' shares sum to ``g``.
+
+``share_slices`` is a greedy post-pass in the spirit of Nexus's squishy bin packing: stages,
+most expensive first, join the existing slice where merging saves the most share, while
+every member stays within the time ``cap_ms`` its routes allow it.
+"""
+
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from graft.cost.base import CostModel
+from graft.planner.assemble import StageDraft
+from graft.planner.configs import EPS, StageConfig
+
+#: Most stages one slice takes turns between.
+MAX_MEMBERS = 8
+_FIXED_POINT_ROUNDS = 64
+
+
+@dataclass
+class _Slice:
+    members: list[StageDraft]
+    share: float
+    duty_ms: float
+    configs: list[StageConfig]
+
+
+def _columns(cost: CostModel, d: StageDraft) -> np.ndarray:
+    return np.asarray(cost.latency_grid(d.model, d.start, d.end))
+
+
+def _feasible(members: list[StageDraft], grids: list[np.ndarray], j: int, cost: CostModel
+              ) -> tuple[float, list[StageConfig]] | None:
+    """Duty cycle and member configurations at share index ``j``, or None."""
+    batches = cost.batches
+    share = cost.shares[j]
+    col = [g[:, j] for g in grids]
+    idx = [0] * len(members)
+    duty = sum(float(c[0]) for c in col)
+    for _ in range(_FIXED_POINT_ROUNDS):
+        for i, m in enumerate(members):
+            need = m.rate * duty / 1000.0 * (1 - EPS)
+            idx[i] = bisect.bisect_left(batches, need)
+            if idx[i] >= len(batches):
+                return None
+        new = sum(float(c[k]) for c, k in zip(col, idx))
+        if new <= duty * (1 + EPS):
+            duty = new
+            break
+        duty = new
+    else:
+        return None
+    configs = []
+    for m, c, k in zip(members, col, idx):
+        e = float(c[k])
+        if duty + e > m.time_cap_ms * (1 + EPS):
+            return None
+        configs.append(StageConfig(batch=batches[k], share=share, replicas=1, exec_ms=e))
+    return duty, configs
+
+
+def solve_slice(members: list[StageDraft], cost: CostModel) -> _Slice | None:
+    """The least share on the grid at which ``members`` can time-share one slice."""
+    grids = [_columns(cost, m) for m in members]
+    lo, hi = 0, len(cost.shares) - 1
+    best = _feasible(members, grids, hi, cost)
+    if best is None:
+        return None
+    best_j = hi
+    while lo < hi:  # feasibility grows with the share: binary search the least
+        mid = (lo + hi) // 2
+        got = _feasible(members, grids, mid, cost)
+        if got is None:
+            lo = mid + 1
+        else:
+            hi = best_j = mid
+            best = got
+    duty, configs = best
+    return _Slice(list(members), cost.shares[best_j], duty, configs)
+
+
+def share_slices(drafts: list[StageDraft], cost: CostModel) -> list[StageDraft]:
+    """``drafts`` with low-rate stages merged into time-shared slices where that saves
+    share; every route's time stays within its budget."""
+    single = [d for d in drafts if d.config.replicas == 1]
+    others = [d for d in drafts if d.config.replicas != 1]
+    slices: list[_Slice] = []
+    for d in sorted(single, key=lambda d: (-d.config.share, d.model, d.start, d.end)):
+        best_gain, best_at, best_slice = EPS, -1, None
+        for n, s in enumerate(slices):
+            if len(s.members) >= MAX_MEMBERS:
+                continue
+            trial = solve_slice([*s.members, d], cost)
+            if trial is None:
+                continue
+            gain = s.share + d.config.share - trial.share
+            if gain > best_gain:
+                best_gain, best_at, best_slice = gain, n, trial
+        if best_slice is not None:
+            slices[best_at] = best_slice
+        else:
+            slices.append(_Slice([d], d.config.share, d.config.exec_ms, [d.config]))
+    out = list(others)
+    for key, s in enumerate(slices):
+        if len(s.members) == 1:
+            out.append(s.members[0])
+            continue
+        for m, c in zip(s.members, s.configs):
+            out.append(replace(m, config=c, slice_key=key, duty_ms=s.duty_ms))
+    return out
