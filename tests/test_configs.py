@@ -4,9 +4,10 @@ import math
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from toycost import ToyCost
 
 from graft.planner.configs import SegmentOptions, replicas_needed
+
+from toycost import ToyCost
 
 
 def test_replicas_needed():

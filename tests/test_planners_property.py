@@ -5,7 +5,6 @@ import math
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from toycost import ToyCost
 
 from graft.errors import GraftInputError
 from graft.models.catalog import get_model
@@ -13,6 +12,8 @@ from graft.planner.registry import make_planner, planner_names
 from graft.planner.servable import needed_budget_ms
 from graft.planner.verify import verify
 from graft.workload.flows import Flow, Workload
+
+from toycost import ToyCost
 
 TOY = ToyCost(batch_exponent=0.7)
 L = get_model("tiny").num_blocks

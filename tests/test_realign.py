@@ -5,13 +5,14 @@ import math
 
 import numpy as np
 import pytest
-from toycost import ToyCost
 
 from graft.models.catalog import get_model
 from graft.planner.configs import segment_options
 from graft.planner.merge import Fragment, collapse_by_partition, fragment_of, merge_flows
 from graft.planner.realign import realign
 from graft.workload.flows import Flow
+
+from toycost import ToyCost
 
 L = get_model("tiny").num_blocks
 
