@@ -1,0 +1,387 @@
+"""Measure a model's per-block latency on this machine: the tables ``profile:<path>`` reads.
+
+Each block of the model's chain runs alone, on the output of the block before it, and its
+latency is the median of ``repeats`` timed runs after ``warmup`` untimed ones.
+
+* CPU: a share is the fraction of the cores used as intra-op threads,
+  ``torch.set_num_threads(max(1, round(share * cores)))``; default shares ``k / cores``.
+* CUDA: a share is the MPS active-thread percentage. MPS reads it from the environment when
+  the process creates its CUDA context, so every share runs in its own worker process
+  (``python -m graft.cost.profiler --worker ...``) started with
+  ``CUDA_MPS_ACTIVE_THREAD_PERCENTAGE`` set. The limit only applies when an MPS control
+  daemon runs (``nvidia-cuda-mps-control -d``); without one every share measures the whole
+  GPU (the profile records ``"mps_daemon": false`` and a warning is logged). Each block is
+  captured in a CUDA graph (as the runtime runs stages) and timed with CUDA events.
+  Default shares: 0.1, 0.2, ..., 1.0.
+  TODO: CUDA green contexts (SM partitions inside one process, no daemon). torch has a beta
+  ``torch.cuda.green_contexts.GreenContext(num_sms=...)`` (driver 12.8+, cuda.bindings):
+  measure a share as ``round(share * SMs)`` SMs on ``ctx.Stream()`` once the runtime uses it.
+
+This module and :mod:`graft.models.chains` are the only ones that import torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import logging
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from graft.cost.base import MPS_MAX_CLIENTS
+from graft.cost.devices import GPU_CONTEXT_BYTES, MIB
+from graft.cost.profiled import PROFILE_FORMAT, PROFILE_VERSION, validate_profile
+from graft.errors import GraftInputError
+from graft.models.chains import build_chain, input_shape
+
+log = logging.getLogger(__name__)
+
+#: progress(message): called after each measured (share, batch) pair on CPU, each share on
+#: CUDA, with e.g. "tiny share=0.5 batch=4 (3/10)".
+Progress = Callable[[str], None]
+
+#: What a CPU stage process holds besides its weights and activations: the Python
+#: interpreter with torch loaded (an assumption; about what ``import torch`` costs in RSS).
+CPU_PROCESS_BYTES = 256 * MIB
+
+MPS_ENV = "CUDA_MPS_ACTIVE_THREAD_PERCENTAGE"
+
+
+def cpu_cores() -> int:
+    """Cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def cpu_name() -> str:
+    """The CPU model name (from /proc/cpuinfo on Linux), else the machine type."""
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _check_args(batches: Sequence[int], shares: Sequence[float], warmup: int, repeats: int):
+    if not batches or any(not isinstance(b, int) or b < 1 for b in batches):
+        raise GraftInputError(f"batches must be integers >= 1, got {list(batches)}")
+    if sorted(set(batches)) != list(batches):
+        raise GraftInputError(f"batches must be strictly increasing, got {list(batches)}")
+    if not shares or any(not 0.0 < s <= 1.0 for s in shares):
+        raise GraftInputError(f"shares must lie in (0, 1], got {list(shares)}")
+    if sorted(set(shares)) != list(shares):
+        raise GraftInputError(f"shares must be strictly increasing, got {list(shares)}")
+    if warmup < 0 or repeats < 1:
+        raise GraftInputError(f"need warmup >= 0 and repeats >= 1, got {warmup}, {repeats}")
+
+
+def _block_latencies_cpu(
+    name: str, batch: int, warmup: int, repeats: int, seed: int, chain: Any
+) -> list[float]:
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn((batch, *input_shape(name)), generator=gen)
+    out = []
+    with torch.inference_mode():
+        for block in chain.blocks:
+            for _ in range(warmup):
+                block(x)
+            times = []
+            for _ in range(repeats):
+                t0 = time.perf_counter()
+                y = block(x)
+                times.append((time.perf_counter() - t0) * 1e3)
+            out.append(statistics.median(times))
+            x = y
+    return out
+
+
+def _profile_cpu(
+    name: str,
+    batches: Sequence[int],
+    shares: Sequence[float],
+    warmup: int,
+    repeats: int,
+    seed: int,
+    progress: Progress | None,
+) -> tuple[list[list[list[float]]], list[str]]:
+    """Latencies indexed [block][batch][share], and the block names."""
+    cores = cpu_cores()
+    chain = build_chain(name, seed=seed)
+    before = torch.get_num_threads()
+    lat = [[[0.0] * len(shares) for _ in batches] for _ in chain.blocks]
+    total, done = len(shares) * len(batches), 0
+    try:
+        for j, share in enumerate(shares):
+            threads = max(1, round(share * cores))
+            torch.set_num_threads(threads)
+            for i, batch in enumerate(batches):
+                per_block = _block_latencies_cpu(name, batch, warmup, repeats, seed, chain)
+                for b, v in enumerate(per_block):
+                    lat[b][i][j] = v
+                done += 1
+                log.info(
+                    "%s share %g (%d threads) batch %d: %.3f ms",
+                    name,
+                    share,
+                    threads,
+                    batch,
+                    sum(per_block),
+                )
+                if progress is not None:
+                    progress(f"{name} share={share:g} batch={batch} ({done}/{total})")
+    finally:
+        torch.set_num_threads(before)
+    return lat, list(chain.block_names)
+
+
+# ----------------------------------------------------------------------------- CUDA
+
+
+def mps_daemon_running() -> bool:
+    """Whether an MPS control daemon's pipe exists (CUDA_MPS_PIPE_DIRECTORY, or the default)."""
+    pipe_dir = os.environ.get("CUDA_MPS_PIPE_DIRECTORY", "/tmp/nvidia-mps")
+    return os.path.exists(os.path.join(pipe_dir, "control"))
+
+
+def _time_cuda(fn: Callable[[], Any], warmup: int, repeats: int) -> float:
+    for _ in range(warmup):
+        fn()
+    torch.cuda.synchronize()
+    start = torch.cuda.Event(enable_timing=True)
+    end = torch.cuda.Event(enable_timing=True)
+    times = []
+    for _ in range(repeats):
+        start.record()
+        fn()
+        end.record()
+        end.synchronize()
+        times.append(start.elapsed_time(end))
+    return statistics.median(times)
+
+
+def _block_fn_cuda(block: Any, x: Any, use_graph: bool) -> tuple[Callable[[], Any], Any]:
+    """A callable running ``block`` on ``x`` (a captured CUDA graph when possible) and its
+    output tensor."""
+    if use_graph:
+        try:
+            side = torch.cuda.Stream()
+            side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(side):
+                for _ in range(3):  # warm up cuDNN/cuBLAS before capture
+                    block(x)
+            torch.cuda.current_stream().wait_stream(side)
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph):
+                y = block(x)
+            return graph.replay, y
+        except RuntimeError as exc:
+            log.warning("CUDA graph capture failed (%s); timing eagerly", exc)
+    y = block(x)
+    return (lambda: block(x)), y
+
+
+def worker(
+    name: str, batches: Sequence[int], warmup: int, repeats: int, seed: int, use_graph: bool
+) -> dict[str, Any]:
+    """Measure every block at every batch on the GPU, at the share this process was started
+    with (CUDA_MPS_ACTIVE_THREAD_PERCENTAGE). Returns {"latency_ms": [block][batch], ...}."""
+    if not torch.cuda.is_available():
+        raise GraftInputError("device 'cuda' requested but torch sees no CUDA device")
+    torch.set_float32_matmul_precision("high")  # TF32 matmuls, as the analytic presets assume
+    dev = torch.device("cuda")
+    chain = build_chain(name, seed=seed).to(dev)
+    lat: list[list[float]] = [[0.0] * len(batches) for _ in chain.blocks]
+    with torch.inference_mode():
+        for i, batch in enumerate(batches):
+            gen = torch.Generator().manual_seed(seed)
+            x = torch.randn((batch, *input_shape(name)), generator=gen).to(dev)
+            for b, block in enumerate(chain.blocks):
+                fn, y = _block_fn_cuda(block, x, use_graph)
+                lat[b][i] = _time_cuda(fn, warmup, repeats)
+                x = y.clone()
+    props = torch.cuda.get_device_properties(dev)
+    return {
+        "latency_ms": lat,
+        "block_names": list(chain.block_names),
+        "gpu_name": props.name,
+        "memory_bytes": int(props.total_memory),
+        "mps_percentage": os.environ.get(MPS_ENV),
+    }
+
+
+def _profile_cuda(
+    name: str,
+    batches: Sequence[int],
+    shares: Sequence[float],
+    warmup: int,
+    repeats: int,
+    seed: int,
+    progress: Progress | None,
+) -> tuple[list[list[list[float]]], dict[str, Any]]:
+    lat: list[list[list[float]]] | None = None
+    info: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="graft-profile-") as tmp:
+        for j, share in enumerate(shares):
+            out = Path(tmp) / f"share{j}.json"
+            cmd = [
+                sys.executable, "-m", "graft.cost.profiler", "--worker", name,
+                "--batches", ",".join(str(b) for b in batches),
+                "--warmup", str(warmup), "--repeats", str(repeats), "--seed", str(seed),
+                "--out", str(out),
+            ]  # fmt: skip
+            env = dict(os.environ, **{MPS_ENV: str(max(1, round(100 * share)))})
+            log.info("profiling %s at share %g: %s", name, share, " ".join(cmd))
+            proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+            if proc.returncode != 0:
+                raise RuntimeError(f"profiler worker failed at share {share}:\n{proc.stderr}")
+            res = json.loads(out.read_text())
+            blocks = res["latency_ms"]
+            if lat is None:
+                lat = [[[0.0] * len(shares) for _ in batches] for _ in blocks]
+            for b, row in enumerate(blocks):
+                for i, v in enumerate(row):
+                    lat[b][i][j] = v
+            info = {
+                "name": res["gpu_name"],
+                "memory_bytes": res["memory_bytes"],
+                "block_names": res["block_names"],
+            }
+            if progress is not None:
+                progress(f"{name} share={share:g} ({j + 1}/{len(shares)})")
+    assert lat is not None
+    return lat, info
+
+
+# ----------------------------------------------------------------------------- API
+
+
+def profile_model(
+    name: str,
+    *,
+    device: str = "cpu",
+    batches: Sequence[int] = (1, 2, 4, 8),
+    shares: Sequence[float] | None = None,
+    warmup: int = 3,
+    repeats: int = 10,
+    seed: int = 0,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """Measure model ``name`` block by block; return a profile (the JSON ``profile:`` reads)."""
+    batches = [int(b) for b in batches]
+    if device == "cpu":
+        cores = cpu_cores()
+        shares = [k / cores for k in range(1, cores + 1)] if shares is None else list(shares)
+    elif device == "cuda":
+        shares = [k / 10 for k in range(1, 11)] if shares is None else list(shares)
+    else:
+        raise GraftInputError(f"device must be 'cpu' or 'cuda', got {device!r}")
+    shares = [round(float(s), 6) for s in shares]
+    _check_args(batches, shares, warmup, repeats)
+    if device == "cpu":
+        lat, names = _profile_cpu(name, batches, shares, warmup, repeats, seed, progress)
+        dev_info: dict[str, Any] = {
+            "kind": "cpu",
+            "name": cpu_name(),
+            "cores": cpu_cores(),
+            "share_unit": "fraction of the cores used as intra-op threads",
+        }
+        limits = {
+            "memory_bytes": os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"),
+            "context_bytes": CPU_PROCESS_BYTES,
+            "max_processes": cpu_cores(),
+        }
+    else:
+        mps = mps_daemon_running()
+        if not mps and shares != [1.0]:
+            log.warning("no MPS control daemon found: every share will measure the whole GPU")
+        lat, info = _profile_cuda(name, batches, shares, warmup, repeats, seed, progress)
+        names = info["block_names"]
+        dev_info = {
+            "kind": "cuda",
+            "name": info["name"],
+            "share_unit": "MPS active thread percentage / 100",
+            "mps_daemon": mps,
+        }
+        limits = {
+            "memory_bytes": info["memory_bytes"],
+            "context_bytes": GPU_CONTEXT_BYTES,
+            "max_processes": MPS_MAX_CLIENTS,
+        }
+    blocks = [{"name": n, "latency_ms": rows} for n, rows in zip(names, lat, strict=True)]
+    return {
+        "format": PROFILE_FORMAT,
+        "version": PROFILE_VERSION,
+        "device": dev_info,
+        "limits": limits,
+        "batches": batches,
+        "shares": shares,
+        "settings": {
+            "warmup": warmup,
+            "repeats": repeats,
+            "seed": seed,
+            "statistic": "median",
+            "torch": torch.__version__,
+            "python": platform.python_version(),
+            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        },
+        "models": {name: {"blocks": blocks}},
+    }
+
+
+def merge_profiles(profiles: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """One profile holding the models of several, measured on the same grids and device."""
+    if not profiles:
+        raise GraftInputError("nothing to merge")
+    first = profiles[0]
+    merged = {**first, "models": dict(first["models"])}
+    for p in profiles[1:]:
+        for key in ("batches", "shares", "device"):
+            if p[key] != first[key]:
+                raise GraftInputError(f"cannot merge profiles with different {key}")
+        merged["models"].update(p["models"])
+    return merged
+
+
+def write_profile(result: dict[str, Any], path: str | Path) -> None:
+    """Validate ``result`` and write it as JSON."""
+    validate_profile(result, str(path))
+    Path(path).write_text(json.dumps(result, indent=1) + "\n")
+
+
+def _main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m graft.cost.profiler")
+    ap.add_argument("--worker", metavar="MODEL", help="internal: one CUDA share, one model")
+    ap.add_argument("--batches", default="1,2,4,8")
+    ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=10)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--no-graph", action="store_true", help="time eagerly, no CUDA graphs")
+    ap.add_argument("--out", required=True)
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if args.worker is None:
+        ap.error("the profiler's command line is `graft profile`; --worker is internal")
+    batches = [int(b) for b in args.batches.split(",")]
+    res = worker(args.worker, batches, args.warmup, args.repeats, args.seed, not args.no_graph)
+    Path(args.out).write_text(json.dumps(res))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(_main())
