@@ -164,22 +164,18 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_profile(args: argparse.Namespace) -> int:
-    from graft.cost.profiler import profile_model, write_profile
+    from graft.cost.profiler import merge_profiles, profile_model, write_profile
 
     batches = tuple(_int_list(args.batches, "--batches"))
     shares = tuple(_float_list(args.shares, "--shares")) if args.shares else None
-    result: dict = {}
+    parts = []
     for name in args.models:
         log.info("profiling %s on %s", name, args.device)
-        part = profile_model(name, device=args.device, batches=batches, shares=shares,
-                             repeats=args.repeats,
-                             progress=lambda msg: log.info("  %s", msg))
-        if not result:
-            result = part
-        else:
-            result["models"].update(part["models"])
-    write_profile(result, args.output)
-    print(f"wrote {args.output}")
+        parts.append(profile_model(name, device=args.device, batches=batches, shares=shares,
+                                   warmup=args.warmup, repeats=args.repeats,
+                                   progress=lambda msg: log.info("  %s", msg)))
+    write_profile(merge_profiles(parts), args.output)
+    print(f"wrote {args.output}: use it as --cost-model profile:{args.output}")
     return 0
 
 
@@ -265,6 +261,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--batches", default="1,2,4,8")
     sp.add_argument("--shares", default=None,
                     help="shares to measure (default: every whole number of cores on CPU)")
+    sp.add_argument("--warmup", type=int, default=3)
     sp.add_argument("--repeats", type=int, default=10)
     sp.add_argument("-o", "--output", required=True)
 
