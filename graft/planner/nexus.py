@@ -132,38 +132,52 @@ class NexusPlanner:
     def plan(self, workload: Workload, cost: CostModel, *, allow_partial: bool = False) -> Plan:
         t0 = time.perf_counter()
         served, unserved = split_servable(workload, cost, allow_partial=allow_partial)
+        served, too_tight = _whole_gpu_servable(served, cost, allow_partial)
         sessions = _sessions(served, cost)
         big: list[tuple[Session, Slot, int]] = []
         residual: list[tuple[Session, Slot]] = []
-        still_served: list[Flow] = []
-        extra_unserved: list[Unserved] = []
         for s in sessions:
-            peak = saturated_throughput(s)
-            slot = None
-            if peak > 0:
-                n = max(1, math.ceil(s.rate / peak * (1 - EPS)))
-                slot = residual_slot(s, s.rate / n)
-            if slot is None:
-                # the grid's fastest point is not at share 1.0: no time-sliced config fits
-                need = 2 * min(s.exec_by_batch.values())
-                if not allow_partial:
-                    raise GraftInputError(
-                        f"budget {s.budget_ms:g} ms is below the {need:.3f} ms a whole-GPU "
-                        f"{s.model} fragment from block {s.start} needs under {cost.name}",
-                        field="budget_ms", flow=s.flows[0].id)
-                extra_unserved += [Unserved(f.id, round(need, 6)) for f in s.flows]
-                continue
-            still_served += s.flows
+            n = max(1, math.ceil(s.rate / saturated_throughput(s) * (1 - EPS)))
+            slot = residual_slot(s, s.rate / n)
+            assert slot is not None, "the saturated batch carries rate / n within budget"
             if n > 1:
                 big.append((s, slot, n))
             else:
                 residual.append((s, slot))
         gpus = squish(residual, cost)
-        plan = _build(self.name, cost, big, gpus, still_served,
-                      unserved + tuple(extra_unserved))
+        plan = _build(self.name, cost, big, gpus, served, unserved + too_tight)
         log.debug("nexus: %d sessions, %d gpus", len(sessions), plan.gpus)
         return plan.with_info(sessions=len(sessions),
                               planning_s=round(time.perf_counter() - t0, 4))
+
+
+def _whole_gpu_servable(flows: list[Flow], cost: CostModel, allow_partial: bool
+                        ) -> tuple[list[Flow], tuple[Unserved, ...]]:
+    """Flows whose budget fits ``2 e`` of their fragment at batch 1 on a whole GPU.
+
+    ``split_servable`` already checked the fastest point of the whole grid; this differs
+    only for a cost model whose fastest point is not at share 1.0.
+    """
+    ok: list[Flow] = []
+    unserved: list[Unserved] = []
+    needs: dict[tuple[str, int], float] = {}
+    for f in flows:
+        key = (f.model, f.partition)
+        if key not in needs:
+            end = get_model(f.model).num_blocks
+            needs[key] = 2 * min(float(cost.latency_ms(f.model, f.partition, end, b, 1.0))
+                                 for b in cost.batches)
+        need = needs[key]
+        if f.budget_ms * (1 + EPS) >= need:
+            ok.append(f)
+        elif allow_partial:
+            unserved.append(Unserved(flow=f.id, needed_budget_ms=round(need, 6)))
+        else:
+            raise GraftInputError(
+                f"budget {f.budget_ms:g} ms is below the {need:.3f} ms a whole-GPU "
+                f"{f.model} fragment from block {f.partition} needs under {cost.name}",
+                field="budget_ms", flow=f.id)
+    return ok, tuple(unserved)
 
 
 def _sessions(flows: list[Flow], cost: CostModel) -> list[Session]:

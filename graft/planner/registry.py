@@ -8,10 +8,14 @@ from graft.errors import UnknownNameError
 from graft.planner.base import Planner
 from graft.planner.graft_planner import GraftPlanner
 from graft.planner.gslice import GslicePlanner
+from graft.planner.nexus import NexusPlanner
+from graft.planner.optimal import OptimalPlanner
 
 _PLANNERS: dict[str, Callable[[], Planner]] = {
     "graft": GraftPlanner,
     "gslice": GslicePlanner,
+    "nexus": NexusPlanner,
+    "optimal": OptimalPlanner,
 }
 
 
