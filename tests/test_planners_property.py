@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 
 from graft.errors import GraftInputError
 from graft.models.catalog import get_model
+from graft.planner.graft_planner import GraftPlanner
 from graft.planner.registry import make_planner, planner_names
 from graft.planner.servable import needed_budget_ms
 from graft.planner.verify import verify
@@ -46,7 +47,9 @@ def test_every_plan_verifies(name, w):
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(w=workloads())
 def test_graft_never_costs_more_than_gslice(w):
-    graft = make_planner("graft").plan(w, TOY)
+    # shaping may trade up to 2% share for fewer GPUs; without it, graft's share is never
+    # above gslice's (the staircase DP includes gslice's private stages as one choice)
+    graft = GraftPlanner(shape_replicas=False).plan(w, TOY)
     gslice = make_planner("gslice").plan(w, TOY)
     assert graft.total_share <= gslice.total_share + 1e-9
 

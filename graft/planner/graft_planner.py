@@ -5,7 +5,8 @@
 3. re-align every group into a staircase of shared stages, choosing each stage's batch,
    share and replicas (``realign``; allocation is part of its dynamic program);
 4. let low-rate stages take turns on shared slices where that saves share (``timeshare``);
-5. pack stage replicas onto GPUs (``pack``, through ``assemble``).
+5. pack stage replicas onto GPUs (``pack``, through ``assemble``), and keep a variant
+   whose multi-replica stages take shares that pack onto fewer GPUs (``shape``) if it does.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from graft.planner.merge import DEFAULT_TOLERANCE, Fragment, merge_flows
 from graft.planner.plan import Plan
 from graft.planner.realign import DEFAULT_STEPS
 from graft.planner.servable import split_servable
+from graft.planner.shape import shape_replicas
 from graft.planner.timeshare import share_slices
 from graft.workload.flows import Workload
 
@@ -32,6 +34,7 @@ class GraftPlanner:
     max_classes: int = DEFAULT_MAX_CLASSES
     budget_steps: int = DEFAULT_STEPS
     time_share: bool = True
+    shape_replicas: bool = True
 
     def plan(self, workload: Workload, cost: CostModel, *, allow_partial: bool = False) -> Plan:
         t0 = time.perf_counter()
@@ -49,6 +52,12 @@ class GraftPlanner:
                 drafts.extend(a.drafts)
         if self.time_share:
             drafts = share_slices(drafts, cost)
-        return assemble_plan(self.name, cost, drafts, served, unserved, groups=groups,
-                             fragments=sum(len(v) for v in by_model.values()),
-                             planning_s=round(time.perf_counter() - t0, 4))
+        info = {"groups": groups, "fragments": sum(len(v) for v in by_model.values())}
+        plan = assemble_plan(self.name, cost, drafts, served, unserved, **info)
+        if self.shape_replicas:
+            shaped = shape_replicas(drafts, cost)
+            if shaped != drafts:  # keep the shaped plan only if it packs onto fewer GPUs
+                other = assemble_plan(self.name, cost, shaped, served, unserved, **info)
+                if (other.gpus, other.total_share) < (plan.gpus, plan.total_share):
+                    plan = other
+        return plan.with_info(planning_s=round(time.perf_counter() - t0, 4))

@@ -27,7 +27,7 @@ from graft.planner.assemble import StageDraft
 from graft.planner.configs import segment_options
 from graft.planner.merge import Fragment
 
-DEFAULT_STEPS = 64
+DEFAULT_STEPS = 128
 
 
 @dataclass

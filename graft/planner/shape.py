@@ -1,0 +1,51 @@
+"""Replica shaping: choose shares that pack, for stages with several replicas.
+
+The cheapest configuration of a busy stage often has a share just above one half (say
+0.77): every replica then holds a GPU of its own and a quarter of each GPU idles. For a
+stage with several replicas, ``shape_replicas`` looks among the options that fit the same
+time cap for one whose replicas pack onto fewer whole GPUs (``floor(1 / share)`` replicas per
+GPU), accepting at most ``tolerance`` more total share for it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+
+from graft.cost.base import CostModel
+from graft.planner.assemble import StageDraft
+from graft.planner.configs import EPS, segment_options
+
+DEFAULT_TOLERANCE = 0.02
+
+
+def gpus_for(share: np.ndarray | float, replicas: np.ndarray | int) -> np.ndarray:
+    """Whole GPUs ``replicas`` of ``share`` take when packed among themselves."""
+    per_gpu = np.floor(1.0 / np.asarray(share) + EPS)
+    return np.ceil(np.asarray(replicas) / per_gpu - EPS)
+
+
+def shape_replicas(drafts: list[StageDraft], cost: CostModel,
+                   tolerance: float = DEFAULT_TOLERANCE) -> list[StageDraft]:
+    out = []
+    for d in drafts:
+        if d.config.replicas < 2 or d.slice_key is not None:
+            out.append(d)
+            continue
+        opts = segment_options(cost, d.model, d.start, d.end)
+        ok = 2 * opts.exec_ms <= d.time_cap_ms * (1 + EPS)
+        reps = np.maximum(1.0, np.ceil(d.rate * opts.exec_ms / (1000.0 * opts.batch)
+                                       * (1 - EPS)))
+        total = opts.share * reps
+        ok &= total <= d.config.cost * (1 + tolerance) + EPS
+        if not ok.any():
+            out.append(d)
+            continue
+        gpus = np.where(ok, gpus_for(opts.share, reps), np.inf)
+        best = int(np.lexsort((total, gpus))[0])
+        if gpus[best] < gpus_for(d.config.share, d.config.replicas):
+            out.append(replace(d, config=opts.config(best, d.rate)))
+        else:
+            out.append(d)
+    return out

@@ -1,0 +1,29 @@
+"""Replica shaping: busy stages take shares that pack onto fewer GPUs."""
+
+from graft.planner.graft_planner import GraftPlanner
+from graft.planner.shape import gpus_for
+from graft.planner.verify import verify
+from graft.workload.flows import Flow, Workload
+
+from toycost import ToyCost
+
+
+def test_gpus_for():
+    assert gpus_for(0.77, 10) == 10  # one replica per GPU
+    assert gpus_for(0.5, 10) == 5
+    assert gpus_for(0.3, 10) == 4  # three per GPU
+
+
+def test_shaping_never_uses_more_gpus():
+    cost = ToyCost(overhead_ms=0.5, batch_exponent=0.8)
+    fewer = 0
+    for rate, budget in [(20000.0, 14.0), (50000.0, 9.0), (30000.0, 20.0), (5000.0, 8.0)]:
+        w = Workload((Flow("a", "tiny", 0, rate, budget), Flow("b", "tiny", 3, rate, budget)))
+        plain = GraftPlanner(shape_replicas=False).plan(w, cost)
+        shaped = GraftPlanner().plan(w, cost)
+        assert verify(w, shaped, cost) == []
+        assert shaped.gpus <= plain.gpus
+        if shaped.gpus < plain.gpus:  # the trade is bounded: at most 2% more share
+            fewer += 1
+            assert shaped.total_share <= plain.total_share * 1.02 + 1e-9
+    assert fewer == 2  # 15 -> 14 and 10 -> 8 GPUs in the busy cases
