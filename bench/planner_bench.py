@@ -111,7 +111,7 @@ def main() -> None:
         " gslice time (s) | nexus time (s) |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|",
     ]
-    het_ratios = []
+    het_ratios, het_gpus, het_floor = [], [], []
     for shape, n in suite:
         w = synthetic_workload(cost, n, SHAPES[shape], seed=n)
         res = {p: run(p, w, cost) for p in PLANNERS if p != "optimal" or n <= 10}
@@ -120,6 +120,8 @@ def main() -> None:
         opt_txt = ("-" if opt is None else f"{opt.share:.2f}" if opt.share else "not solved")
         if shape in HETEROGENEOUS:
             het_ratios.append(g.share / s.share)
+            het_gpus.append(g.gpus / s.gpus)
+            het_floor.append(g.lower_bound / s.share)
         lines.append(
             f"| {shape} | {n} | {g.share:.2f} ({g.gpus}) | {s.share:.2f} ({s.gpus}) | "
             f"{x.share:.2f} ({x.gpus}) | {ratio(g.share, s.share)} | "
@@ -158,6 +160,12 @@ def main() -> None:
         lines.append(f"- graft / gslice total share on the heterogeneous half: median "
                      f"{statistics.median(het_ratios):.3f}, worst {max(het_ratios):.3f} "
                      "(target <= 0.6).")
+        lines.append(f"- graft / gslice GPUs on the heterogeneous half: median "
+                     f"{statistics.median(het_gpus):.3f}, best {min(het_gpus):.3f}.")
+        lines.append(f"- lower bound / gslice share on the heterogeneous half: median "
+                     f"{statistics.median(het_floor):.3f}, highest {max(het_floor):.3f}: no "
+                     "planner's total share can go below the lower bound, so a ratio to "
+                     "gslice below these is out of reach on these rows.")
     if gaps:
         lines.append(f"- graft-2e / optimal where optimal solves: median "
                      f"{statistics.median(gaps):.3f}, worst {max(gaps):.3f} (target <= 1.10).")
