@@ -121,3 +121,17 @@ def test_console_script_runs():
     out = subprocess.run([sys.executable, "-m", "graft.cli", "models"], capture_output=True,
                          text=True, check=True).stdout
     assert "resnet50" in out
+
+
+def test_planning_and_verifying_never_import_torch(tmp_path):
+    w = write(tmp_path, "w.json", WORKLOAD)
+    plan = str(tmp_path / "plan.json")
+    code = (
+        "import sys\n"
+        "from graft.cli import main\n"
+        f"assert main(['plan', {w!r}, '-o', {plan!r}]) == 0\n"
+        f"assert main(['verify', {w!r}, {plan!r}]) == 0\n"
+        f"assert main(['plan', {w!r}, '--planner', 'optimal', '-o', {plan!r}]) == 0\n"
+        "sys.exit('torch' in sys.modules)\n"
+    )
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True).returncode == 0
