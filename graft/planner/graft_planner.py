@@ -3,7 +3,8 @@
 1. merge flows of one fragment with close budgets (``merge``);
 2. group each model's fragments into budget classes (``group``);
 3. re-align every group into a staircase of shared stages, choosing each stage's batch,
-   share and replicas (``realign``; allocation is part of its dynamic program);
+   share and replicas (``realign``; allocation is part of its dynamic program), then hand
+   unused budget back to the stages (``slack``);
 4. let low-rate stages take turns on shared slices where that saves share (``timeshare``);
 5. pack stage replicas onto GPUs (``pack``, through ``assemble``), and keep a variant
    whose multi-replica stages take shares that pack onto fewer GPUs (``shape``) if it does.
@@ -23,6 +24,7 @@ from graft.planner.plan import Plan
 from graft.planner.realign import DEFAULT_STEPS
 from graft.planner.servable import split_servable
 from graft.planner.shape import shape_replicas
+from graft.planner.slack import reclaim_slack
 from graft.planner.timeshare import share_slices
 from graft.workload.flows import Workload
 
@@ -50,6 +52,7 @@ class GraftPlanner:
             groups += len(alignments)
             for a in alignments:
                 drafts.extend(a.drafts)
+        drafts = reclaim_slack(drafts, cost)
         if self.time_share:
             drafts = share_slices(drafts, cost)
         info = {"groups": groups, "fragments": sum(len(v) for v in by_model.values())}
