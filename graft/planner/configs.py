@@ -60,9 +60,18 @@ class SegmentOptions:
         #: Least GPU-seconds per request any option costs: share * e / (1000 * batch).
         self.min_share_seconds = float(np.min(self.share * self.exec_ms / (1000 * self.batch)))
 
-    def _costs(self, rate: float) -> np.ndarray:
-        reps = np.maximum(1.0, np.ceil(rate * self.exec_ms / (1000.0 * self.batch) * (1 - EPS)))
-        return self.share * reps
+    def _costs(self, rate: float, count: int) -> np.ndarray:
+        """Cost of the ``count`` fastest options at ``rate``."""
+        e, b = self.exec_ms[:count], self.batch[:count]
+        reps = np.maximum(1.0, np.ceil(rate * e / (1000.0 * b) * (1 - EPS)))
+        return self.share[:count] * reps
+
+    def cost_curve(self, rate: float, caps_ms: np.ndarray) -> np.ndarray:
+        """Cheapest cost for each stage time budget in ``caps_ms`` (``inf`` where none fits):
+        ``costs_at`` without the option indices, for the planner's inner loop."""
+        n = np.searchsorted(self.exec_ms, np.asarray(caps_ms) / 2.0 * (1 + EPS), side="right")
+        costs = self._costs(rate, int(n.max(initial=0)))
+        return np.concatenate(([np.inf], np.minimum.accumulate(costs)))[n]
 
     def costs_at(self, rate: float, caps_ms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Cheapest cost and option index for each stage time budget in ``caps_ms``.
@@ -70,11 +79,14 @@ class SegmentOptions:
         A budget ``cap`` admits options with ``2 * exec_ms <= cap``. Infeasible caps get cost
         ``inf`` and index -1.
         """
-        costs = self._costs(rate)
+        n = np.searchsorted(self.exec_ms, np.asarray(caps_ms) / 2.0 * (1 + EPS), side="right")
+        if n.max(initial=0) == 0:
+            return np.full(n.shape, np.inf), np.full(n.shape, -1, dtype=int)
+        # only options some cap admits matter: cost those alone
+        costs = self._costs(rate, int(n.max()))
         prefix = np.minimum.accumulate(costs)
         # index of the cheapest option among the first n: argmin positions of the prefix min
         best_pos = _prefix_argmin(costs)
-        n = np.searchsorted(self.exec_ms, np.asarray(caps_ms) / 2.0 * (1 + EPS), side="right")
         out_cost = np.full(n.shape, np.inf)
         out_idx = np.full(n.shape, -1, dtype=int)
         ok = n > 0

@@ -15,7 +15,7 @@ from graft.cost.base import CostModel
 from graft.planner.merge import Fragment, collapse_by_partition
 from graft.planner.realign import DEFAULT_STEPS, Alignment, realign
 
-DEFAULT_MAX_CLASSES = 6
+DEFAULT_MAX_CLASSES = 4
 
 
 def budget_classes(fragments: list[Fragment], max_classes: int) -> list[list[Fragment]]:

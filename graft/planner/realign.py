@@ -27,7 +27,7 @@ from graft.planner.assemble import StageDraft
 from graft.planner.configs import segment_options
 from graft.planner.merge import Fragment
 
-DEFAULT_STEPS = 128
+DEFAULT_STEPS = 96
 
 
 @dataclass
@@ -61,28 +61,23 @@ class _Staircase:
                            for f in frags]
         diff = np.arange(steps + 1)[:, None] - np.arange(steps + 1)[None, :]
         self.diff_idx = np.where(diff >= 0, diff, steps + 1)
-        self._heads: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
 
     # --- cost vectors -------------------------------------------------------------------
-    def trunk_costs(self, j: int, nxt: int) -> tuple[np.ndarray, np.ndarray]:
-        """Cost and option index of trunk stage [pos j, pos nxt) for 0..D steps of budget,
-        padded with one infeasible entry (index D + 1) for the min-plus product."""
+    def trunk_costs(self, j: int, nxt: int) -> np.ndarray:
+        """Cost of trunk stage [pos j, pos nxt) for 0..D steps of budget, padded with one
+        infeasible entry (index D + 1) for the min-plus product."""
         opts = segment_options(self.cost, self.model, self.pos[j], self.pos[nxt])
-        c, idx = opts.costs_at(float(self.prefix_rate[j]), self.grid_ms)
-        return np.append(c, np.inf), idx
+        return np.append(opts.cost_curve(float(self.prefix_rate[j]), self.grid_ms), np.inf)
 
-    def head_costs(self, i: int, nxt: int) -> tuple[np.ndarray, np.ndarray]:
-        """Cost and option of fragment i's head [p_i, pos nxt) when the trunk after it may
-        take 0..D steps: the head gets the rest of the fragment's exact budget."""
-        key = (i, nxt)
-        if key not in self._heads:
-            f = self.frags[i]
-            opts = segment_options(self.cost, self.model, f.partition, self.pos[nxt])
-            caps = f.budget_ms - self.grid_ms
-            c, idx = opts.costs_at(f.rate, np.maximum(caps, 0.0))
-            c[caps < 0] = np.inf
-            self._heads[key] = (c, idx)
-        return self._heads[key]
+    def head_costs(self, i: int, nxt: int) -> np.ndarray:
+        """Cost of fragment i's head [p_i, pos nxt) when the trunk after it may take 0..D
+        steps: the head gets the rest of the fragment's exact budget."""
+        f = self.frags[i]
+        opts = segment_options(self.cost, self.model, f.partition, self.pos[nxt])
+        caps = f.budget_ms - self.grid_ms
+        c = opts.cost_curve(f.rate, np.maximum(caps, 0.0))
+        c[caps < 0] = np.inf
+        return c
 
     # --- dynamic program ----------------------------------------------------------------
     def solve(self) -> Alignment:
@@ -96,10 +91,10 @@ class _Staircase:
         heads = {nxt: np.zeros(D + 1) for nxt in range(k + 1)}
         for j in range(k - 1, -1, -1):
             for nxt in range(j + 2, k + 1):
-                heads[nxt] = heads[nxt] + self.head_costs(j + 1, nxt)[0]
+                heads[nxt] = heads[nxt] + self.head_costs(j + 1, nxt)
             best = np.full(D + 1, np.inf)
             for nxt in range(j + 1, k + 1):
-                tc, _ = self.trunk_costs(j, nxt)
+                tc = self.trunk_costs(j, nxt)
                 rest = heads[nxt] + G[nxt]
                 total = tc[self.diff_idx] + rest[None, :]
                 arg = np.argmin(total, axis=1)
@@ -111,7 +106,7 @@ class _Staircase:
             best[self.budget_idx[j] + 1:] = np.inf  # fragment j enters the trunk here
             G[j] = best
         for nxt in range(1, k + 1):  # the fragment 0 heads complete the sums for j = -1
-            heads[nxt] = heads[nxt] + self.head_costs(0, nxt)[0]
+            heads[nxt] = heads[nxt] + self.head_costs(0, nxt)
         # the first kept point (k: none, every fragment runs privately to L)
         top_cost, top_first, top_rest = np.inf, k, 0
         for first in range(k + 1):
@@ -131,10 +126,9 @@ class _Staircase:
         j, T = first, rest
         while j < self.k:
             nxt, T_next = int(choice_next[j, T]), int(choice_rest[j, T])
-            tc, idx = self.trunk_costs(j, nxt)
             opts = segment_options(self.cost, self.model, self.pos[j], self.pos[nxt])
-            rate = float(self.prefix_rate[j])
-            config = opts.config(int(idx[T - T_next]), rate)
+            config = opts.cheapest(float(self.prefix_rate[j]), float(self.grid_ms[T - T_next]))
+            assert config is not None
             flows = [fl for f in self.frags[: j + 1] for fl in f.flows]
             drafts.append(StageDraft(self.model, self.pos[j], self.pos[nxt], config, flows,
                                      cap_ms=(T - T_next) * self.step_ms))
@@ -145,8 +139,8 @@ class _Staircase:
     def _add_heads(self, drafts: list[StageDraft], j: int, nxt: int, T: int) -> None:
         for i in range(j + 1, nxt):
             f = self.frags[i]
-            _, idx = self.head_costs(i, nxt)
             opts = segment_options(self.cost, self.model, f.partition, self.pos[nxt])
-            drafts.append(StageDraft(self.model, f.partition, self.pos[nxt],
-                                     opts.config(int(idx[T]), f.rate), list(f.flows),
-                                     cap_ms=f.budget_ms - T * self.step_ms))
+            config = opts.cheapest(f.rate, f.budget_ms - float(self.grid_ms[T]))
+            assert config is not None
+            drafts.append(StageDraft(self.model, f.partition, self.pos[nxt], config,
+                                     list(f.flows), cap_ms=f.budget_ms - T * self.step_ms))
