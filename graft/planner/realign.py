@@ -89,16 +89,18 @@ class _Staircase:
         # heads[nxt]: total head cost of the fragments strictly between j and nxt, kept up
         # to date as j walks down (each step adds fragment j + 1's head into every nxt)
         heads = {nxt: np.zeros(D + 1) for nxt in range(k + 1)}
+        rows = np.arange(D + 1)
+        total = np.empty((D + 1, D + 1))
         for j in range(k - 1, -1, -1):
             for nxt in range(j + 2, k + 1):
                 heads[nxt] = heads[nxt] + self.head_costs(j + 1, nxt)
             best = np.full(D + 1, np.inf)
             for nxt in range(j + 1, k + 1):
-                tc = self.trunk_costs(j, nxt)
-                rest = heads[nxt] + G[nxt]
-                total = tc[self.diff_idx] + rest[None, :]
+                # total[T, T'] = trunk stage cost with T - T' steps + the rest with T'
+                np.take(self.trunk_costs(j, nxt), self.diff_idx, out=total)
+                total += heads[nxt] + G[nxt]
                 arg = np.argmin(total, axis=1)
-                val = total[np.arange(D + 1), arg]
+                val = total[rows, arg]
                 better = val < best
                 best[better] = val[better]
                 choice_next[j, better] = nxt

@@ -71,10 +71,13 @@ def _feasible(members: list[StageDraft], grids: list[np.ndarray], j: int, cost: 
     return duty, configs
 
 
-def solve_slice(members: list[StageDraft], cost: CostModel) -> _Slice | None:
-    """The least share on the grid at which ``members`` can time-share one slice."""
+def solve_slice(members: list[StageDraft], cost: CostModel, at_least: float = 0.0
+                ) -> _Slice | None:
+    """The least share on the grid, no smaller than ``at_least``, at which ``members`` can
+    time-share one slice."""
     grids = [_columns(cost, m) for m in members]
-    lo, hi = 0, len(cost.shares) - 1
+    lo = bisect.bisect_left(cost.shares, at_least * (1 - EPS))
+    hi = len(cost.shares) - 1
     best = _feasible(members, grids, hi, cost)
     if best is None:
         return None
@@ -100,9 +103,11 @@ def share_slices(drafts: list[StageDraft], cost: CostModel) -> list[StageDraft]:
     for d in sorted(single, key=lambda d: (-d.config.share, d.model, d.start, d.end)):
         best_gain, best_at, best_slice = EPS, -1, None
         for n, s in enumerate(slices):
-            if len(s.members) >= MAX_MEMBERS:
+            # a slice needs at least the share of each of its members alone (their cycle
+            # only grows), so merging saves at most the smaller of the two shares
+            if len(s.members) >= MAX_MEMBERS or min(s.share, d.config.share) <= best_gain:
                 continue
-            trial = solve_slice([*s.members, d], cost)
+            trial = solve_slice([*s.members, d], cost, max(s.share, d.config.share))
             if trial is None:
                 continue
             gain = s.share + d.config.share - trial.share
