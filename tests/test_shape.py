@@ -12,6 +12,21 @@ def test_gpus_for():
     assert gpus_for(0.77, 10) == 10  # one replica per GPU
     assert gpus_for(0.5, 10) == 5
     assert gpus_for(0.3, 10) == 4  # three per GPU
+    assert gpus_for(0.01, 300, 30) == 10  # memory or processes, not share, bound it
+
+
+def test_many_tiny_replicas_are_shaped_to_fit_memory():
+    # a huge rate through a cheap segment: the cheapest share is 1% per replica, but every
+    # replica holds a CUDA context, so memory, not share, decides the GPU count
+    from graft.cost.registry import make_cost_model
+
+    cost = make_cost_model("analytic:v100")
+    w = Workload((Flow("big", "mobilenet_v2", 19, 1e8, 50.0),))
+    plain = GraftPlanner(shape_replicas=False).plan(w, cost)
+    shaped = GraftPlanner().plan(w, cost)
+    assert verify(w, shaped, cost) == []
+    assert shaped.gpus * 1.5 < plain.gpus
+    assert shaped.total_share <= plain.total_share * 1.02 + 1e-9
 
 
 def test_shaping_never_uses_more_gpus():
