@@ -105,13 +105,15 @@ def cmd_cost(args: argparse.Namespace) -> int:
 
 def cmd_plan(args: argparse.Namespace) -> int:
     from graft.cost.registry import make_cost_model
+    from graft.planner.headroom import plan_with_headroom
     from graft.planner.registry import make_planner
     from graft.workload.flows import load_workload
 
     planner = make_planner(args.planner)
     cost = make_cost_model(args.cost_model)
     workload = load_workload(args.workload)
-    plan = planner.plan(workload, cost, allow_partial=args.allow_partial)
+    plan = plan_with_headroom(planner, workload, cost, max_utilization=args.max_utilization,
+                              allow_partial=args.allow_partial)
     log.info("%s: %d stages, total share %.3f on %d GPUs (lower bound %.3f)%s",
              plan.planner, len(plan.stages), plan.total_share, plan.gpus,
              plan.lower_bound_share,
@@ -240,6 +242,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("-o", "--output", help="plan JSON file (default: stdout)")
     sp.add_argument("--allow-partial", action="store_true",
                     help="plan the servable flows and list the others as unserved")
+    sp.add_argument("--max-utilization", type=float, default=1.0,
+                    help="run every stage at most this fraction of its capacity (headroom "
+                         "for bursty arrivals; default 1.0, the bare rules)")
 
     sp = add("verify", cmd_verify, "check a plan against a workload and a cost model")
     sp.add_argument("workload")
