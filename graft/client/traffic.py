@@ -1,0 +1,242 @@
+"""Clients on bandwidth traces producing server arrivals (see ``docs/clients.md``).
+
+``generate_requests``: each client sends requests at its rate (Poisson, or fixed intervals
+from a seeded phase) over ``duration_s``. At send time ``t`` it
+
+1. feeds its estimator the throughput its trace gave over the last second,
+   ``trace.rate_mbps(t, 1000)`` (a passive probe: the sample does not depend on the client's
+   own uploads, so clients that send rarely still track the link);
+2. picks ``p`` with its policy (``choose_partition``; the server's predicted time and needed
+   budget are both ``needed_budget_ms(cost, model, p)``);
+3. runs the head, ``head = device.head_ms(model, p)``;
+4. uploads ``in_bytes(p)`` by walking its trace from ``t + head``
+   (``upload = trace.transfer_ms(in_bytes(p), t + head)``);
+5. reaches the server at ``t + head + upload + rtt / 2`` with
+   ``budget = slo - head - upload - download - rtt``,
+   ``download = 8 * out_bytes(last block) / (downlink_mbps * 1e3)``.
+
+A client's uploads do not share its link with each other (each walks the whole trace).
+
+``observed_workload``: the flows a planner should plan for, from the requests that reach the
+server in a time window. Requests are grouped by (model, partition, budget class); the class
+of a budget ``b`` for a fragment needing ``need`` (``needed_budget_ms``) is
+``floor(log(b / need) / log(ratio))`` (geometric bins, ``ratio`` 1.5 by default: class 0 is
+``[need, 1.5 need)``). A flow's rate is its count over the window; its budget is the 5th
+percentile of its requests' budgets, so about 95% of them have at least the planned budget.
+Requests whose budget is below ``need`` are counted as unservable, not planned for.
+
+``route_requests``: a request takes the route of the planned flow of its (model, partition)
+with the largest budget not above its own (else the tightest such flow; it may be late); with
+no routed flow of its (model, partition) it is rejected. Its deadline is its own budget.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from graft.client.devices import get_device
+from graft.client.estimator import BandwidthEstimator, EwmaEstimator, HarmonicEstimator
+from graft.client.partition import (
+    DEFAULT_DOWNLINK_MBPS,
+    choose_partition,
+    result_bytes,
+    transfer_ms,
+)
+from graft.cost.base import CostModel
+from graft.models.catalog import get_model
+from graft.planner.plan import Plan
+from graft.planner.servable import needed_budget_ms
+from graft.sim.server import ServerArrival, times_at_rate_ms
+from graft.workload.flows import Flow, Workload
+from graft.workload.traces import BandwidthTrace
+
+log = logging.getLogger(__name__)
+
+#: Estimators by name.
+ESTIMATORS: dict[str, Callable[[], BandwidthEstimator]] = {
+    "ewma": EwmaEstimator,
+    "harmonic": HarmonicEstimator,
+}
+
+#: Window of the trace throughput a client samples before each request, ms.
+SAMPLE_WINDOW_MS = 1000.0
+#: Width of a budget class: budgets within this factor of each other share a class.
+BUDGET_CLASS_RATIO = 1.5
+#: Percentile of a class's budgets that its flow is planned for.
+BUDGET_PERCENTILE = 5.0
+
+
+@dataclass(frozen=True)
+class ClientSpec:
+    """One client: its model, device, SLO, request rate, link and partition policy."""
+
+    id: str
+    model: str
+    device: str
+    slo_ms: float
+    rate: float
+    trace: BandwidthTrace = field(compare=False)
+    arrivals: str = "poisson"
+    policy: str = "neurosurgeon"
+    #: The point of the ``fixed`` policy.
+    partition: int | None = None
+    rtt_ms: float = 20.0
+    downlink_mbps: float = DEFAULT_DOWNLINK_MBPS
+    estimator: str = "ewma"
+
+
+@dataclass(frozen=True)
+class ClientRequest:
+    """One request of one client, from send time to server arrival (ms)."""
+
+    client: str
+    model: str
+    partition: int
+    send_ms: float
+    arrival_ms: float
+    #: Server budget: slo - head - upload - download - rtt.
+    budget_ms: float
+    head_ms: float
+    upload_ms: float
+    estimate_mbps: float
+
+    @property
+    def viable(self) -> bool:
+        """Whether the request can still make its SLO at all (budget > 0)."""
+        return self.budget_ms > 0
+
+
+@dataclass(frozen=True)
+class Observation:
+    """``observed_workload``'s answer: the flows to plan for, and requests left out."""
+
+    workload: Workload
+    #: Requests in the window whose budget is below their fragment's needed budget.
+    unservable: int
+
+
+def _needed(cost: CostModel) -> Callable[[str, int], float]:
+    cache: dict[tuple[str, int], float] = {}
+
+    def need(model: str, p: int) -> float:
+        if (model, p) not in cache:
+            cache[(model, p)] = needed_budget_ms(cost, model, p)
+        return cache[(model, p)]
+
+    return need
+
+
+def _client_requests(c: ClientSpec, need: Callable[[str, int], float], duration_s: float,
+                     rng: np.random.Generator) -> list[ClientRequest]:
+    spec = get_model(c.model)
+    device = get_device(c.device)
+    try:
+        est = ESTIMATORS[c.estimator]()
+    except KeyError:
+        raise ValueError(f"estimator must be one of {list(ESTIMATORS)}, "
+                         f"got {c.estimator!r}") from None
+    download = transfer_ms(result_bytes(spec), c.downlink_mbps)
+    out = []
+    for t in times_at_rate_ms(c.rate, duration_s, rng, c.arrivals):
+        send = float(t)
+        est.update(c.trace.rate_mbps(send, SAMPLE_WINDOW_MS))
+        bw = est.estimate_mbps()
+        choice = choose_partition(c.policy, spec, device, bw, c.slo_ms, c.rtt_ms, need,
+                                  partition=c.partition, downlink_mbps=c.downlink_mbps)
+        p = choice.partition
+        head = device.head_ms(spec, p)
+        upload = c.trace.transfer_ms(spec.in_bytes(p), send + head)
+        out.append(ClientRequest(
+            client=c.id, model=c.model, partition=p, send_ms=send,
+            arrival_ms=send + head + upload + c.rtt_ms / 2.0,
+            budget_ms=c.slo_ms - head - upload - download - c.rtt_ms,
+            head_ms=head, upload_ms=upload, estimate_mbps=bw))
+    return out
+
+
+def generate_requests(clients: Sequence[ClientSpec], cost: CostModel, *, duration_s: float,
+                      seed: int = 0) -> list[ClientRequest]:
+    """Every client's requests over ``duration_s``, ordered by server arrival (ties by client
+    order, then send time); deterministic for a seed (client ``i`` draws from child ``i`` of
+    ``SeedSequence(seed)``)."""
+    if duration_s <= 0:
+        raise ValueError(f"duration_s must be positive, got {duration_s!r}")
+    ids = [c.id for c in clients]
+    if len(set(ids)) != len(ids):
+        raise ValueError("client ids must be unique")
+    need = _needed(cost)
+    seqs = np.random.SeedSequence(seed).spawn(len(clients))
+    keyed = []
+    for k, (c, sq) in enumerate(zip(clients, seqs, strict=True)):
+        reqs = _client_requests(c, need, duration_s, np.random.default_rng(sq))
+        keyed += [(r.arrival_ms, k, r.send_ms, r) for r in reqs]
+        log.debug("client %s: %d requests", c.id, len(reqs))
+    keyed.sort(key=lambda x: x[:3])
+    return [x[3] for x in keyed]
+
+
+def budget_class(budget_ms: float, need_ms: float, ratio: float = BUDGET_CLASS_RATIO) -> int:
+    """``floor(log(budget / need) / log(ratio))``: 0 for ``[need, ratio * need)``, and so on
+    (-1 and below for budgets under ``need``)."""
+    return math.floor(math.log(budget_ms / need_ms) / math.log(ratio) + 1e-12) \
+        if budget_ms > 0 else -1
+
+
+def observed_workload(requests: Sequence[ClientRequest], cost: CostModel, *,
+                      window_ms: tuple[float, float], ratio: float = BUDGET_CLASS_RATIO,
+                      percentile: float = BUDGET_PERCENTILE) -> Observation:
+    """The flows of the requests reaching the server in ``[start, end)`` ms of
+    ``window_ms``: one per (model, partition, budget class), ids ``model/p<p>/b<class>``."""
+    start, end = window_ms
+    if not end > start:
+        raise ValueError(f"window must have end > start, got {window_ms!r}")
+    if not ratio > 1:
+        raise ValueError(f"ratio must be > 1, got {ratio!r}")
+    need = _needed(cost)
+    groups: dict[tuple[str, int, int], list[float]] = defaultdict(list)
+    unservable = 0
+    for r in requests:
+        if not start <= r.arrival_ms < end:
+            continue
+        n = need(r.model, r.partition)
+        if r.budget_ms < n:
+            unservable += 1
+            continue
+        groups[(r.model, r.partition, budget_class(r.budget_ms, n, ratio))].append(r.budget_ms)
+    seconds = (end - start) / 1000.0
+    flows = tuple(
+        Flow(id=f"{m}/p{p}/b{k}", model=m, partition=p, rate=len(b) / seconds,
+             budget_ms=max(float(np.percentile(b, percentile)), need(m, p)))
+        for (m, p, k), b in sorted(groups.items()))
+    log.info("observed %d flows from %d requests (%d unservable)", len(flows),
+             sum(len(b) for b in groups.values()), unservable)
+    return Observation(Workload(flows), unservable)
+
+
+def route_requests(requests: Sequence[ClientRequest], plan: Plan,
+                   workload: Workload) -> list[ServerArrival]:
+    """One ``ServerArrival`` per request (same order, ``tag`` = the request): the route of
+    the routed flow of its (model, partition) with the largest budget not above its own, else
+    the tightest such flow; None (rejected) when its (model, partition) has no routed flow."""
+    routed = {r.flow for r in plan.routes}
+    by_fragment: dict[tuple[str, int], list[Flow]] = defaultdict(list)
+    for f in workload.flows:
+        if f.id in routed:
+            by_fragment[(f.model, f.partition)].append(f)
+    for fl in by_fragment.values():
+        fl.sort(key=lambda f: (f.budget_ms, f.id))
+    out = []
+    for r in requests:
+        cands = by_fragment.get((r.model, r.partition), [])
+        fits = [f for f in cands if f.budget_ms <= r.budget_ms]
+        flow = fits[-1].id if fits else (cands[0].id if cands else None)
+        out.append(ServerArrival(arrival_ms=r.arrival_ms, flow=flow,
+                                 deadline_ms=r.arrival_ms + r.budget_ms, model=r.model,
+                                 partition=r.partition, tag=r))
+    return out
