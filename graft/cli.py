@@ -17,6 +17,7 @@ from graft.errors import GraftInputError
 
 DEFAULT_PLANNER = "graft"
 DEFAULT_COST_MODEL = "analytic:v100"
+DEFAULT_SIM_PLANNERS = ("graft", "gslice", "nexus")
 
 log = logging.getLogger("graft")
 
@@ -188,6 +189,49 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _progress_bar(enabled: bool) -> Callable[[str, int, int], None] | None:
+    """A one-line text bar on stderr, redrawn per epoch (None when disabled)."""
+    if not enabled:
+        return None
+
+    def show(planner: str, done: int, total: int) -> None:
+        width = 30
+        filled = round(width * done / total) if total else width
+        sys.stderr.write(f"\r{planner:>10s} [{'#' * filled}{'.' * (width - filled)}] "
+                         f"{done}/{total} epochs")
+        if done >= total:
+            sys.stderr.write("\n")
+        sys.stderr.flush()
+
+    return show
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    import os
+
+    from graft.planner.registry import make_planner
+    from graft.sim.report import write_report
+    from graft.sim.run import run_scenario
+    from graft.sim.scenario import load_scenario
+
+    scenario = load_scenario(args.scenario, trace_dir=args.trace_dir)
+    planners = args.planner or list(DEFAULT_SIM_PLANNERS)
+    for name in planners:
+        make_planner(name)
+    progress = _progress_bar(args.verbose or sys.stderr.isatty())
+    runs = run_scenario(scenario, planners, seed=args.seed, progress=progress)
+    try:
+        os.makedirs(args.output, exist_ok=True)
+    except OSError as e:
+        raise GraftInputError(f"cannot create {args.output!r}: {e.strerror}") from None
+    paths = write_report(args.output, scenario.name, runs)
+    for name, r in runs.items():
+        log.info("%s: attainment %.3f, p99 %.0f ms, %.1f share-seconds, %.2f GPUs, %d switches",
+                 name, r.slo_attainment, r.p99_ms, r.share_seconds, r.mean_gpus, r.plans)
+    print(f"wrote {len(paths)} files to {args.output}")
+    return 0
+
+
 def _int_list(text: str, flag: str) -> list[int]:
     try:
         values = [int(x) for x in text.split(",") if x.strip()]
@@ -273,6 +317,17 @@ def build_parser() -> argparse.ArgumentParser:
     sp = add("calibrate", cmd_calibrate, "analytic cost model vs published measurements")
     sp.add_argument("--data-dir", default=None,
                     help="calibration data (default: ../shared/data/calibration if present)")
+    sp = add("simulate", cmd_simulate,
+             "simulate a scenario (clients on traces, re-planning) for several planners")
+    sp.add_argument("scenario", help="scenario JSON file, or a built-in name (paper)")
+    sp.add_argument("--planner", action="append",
+                    help="planner to run (repeatable; default: "
+                         + ", ".join(DEFAULT_SIM_PLANNERS) + ")")
+    sp.add_argument("--trace-dir", default=None,
+                    help="where relative trace paths resolve (default: the scenario's folder)")
+    sp.add_argument("--seed", type=int, default=None,
+                    help="seed of requests, traces and jitter (default: the scenario's)")
+    sp.add_argument("-o", "--output", required=True, help="folder for the report")
     return p
 
 

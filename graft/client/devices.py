@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from functools import lru_cache
 
 from graft.errors import GraftInputError, UnknownNameError
 from graft.models.catalog import get_model
@@ -75,6 +74,10 @@ class DeviceModel:
         _check_partition(spec, p)
         return _prefix_ms(self, spec)[p]
 
+    def head_ms_all(self, model: str | ModelSpec) -> tuple[float, ...]:
+        """``head_ms`` at every point ``p = 0..L``, computed once per (device, model)."""
+        return _prefix_ms(self, _spec(model))
+
     def head_energy_mj(self, model: str | ModelSpec, p: int) -> float:
         """Energy to run blocks ``[0, p)`` at batch 1, mJ: ``active_w * head_ms``."""
         return self.active_w * self.head_ms(model, p)
@@ -102,13 +105,23 @@ def _block_ms(device: DeviceModel, block) -> float:
     return 1e3 * (max(compute_s, memory_s) + block.kernels * device.kernel_overhead_s)
 
 
-@lru_cache(maxsize=256)
+_PREFIX_CACHE: dict[tuple[DeviceModel, str], tuple[ModelSpec, tuple[float, ...]]] = {}
+
+
 def _prefix_ms(device: DeviceModel, spec: ModelSpec) -> tuple[float, ...]:
-    """``out[p]`` = head time of blocks [0, p); computed once per (device, model)."""
+    """``out[p]`` = head time of blocks [0, p); computed once per (device, model).
+
+    Cached by the model's name, checked against the spec object itself: hashing a whole
+    ModelSpec on every call was the simulator's hot spot.
+    """
+    hit = _PREFIX_CACHE.get((device, spec.name))
+    if hit is not None and hit[0] is spec:
+        return hit[1]
     out = [0.0]
     for block in spec.blocks:
         out.append(out[-1] + _block_ms(device, block))
-    return tuple(out)
+    _PREFIX_CACHE[(device, spec.name)] = (spec, tuple(out))
+    return _PREFIX_CACHE[(device, spec.name)][1]
 
 
 DEVICES: dict[str, DeviceModel] = {

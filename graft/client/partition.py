@@ -95,9 +95,10 @@ def evaluate_points(
     spec = model if isinstance(model, ModelSpec) else get_model(model)
     need_fn = server_ms if needed_ms is None else needed_ms
     down = transfer_ms(result_bytes(spec), downlink_mbps)
+    heads = device.head_ms_all(spec)
     out = []
     for p in range(spec.num_blocks):
-        head = device.head_ms(spec, p)
+        head = heads[p]
         up = transfer_ms(spec.in_bytes(p), bandwidth_mbps)
         budget = slo_ms - head - up - down - rtt_ms
         server = float(server_ms(spec.name, p))
@@ -112,7 +113,7 @@ def evaluate_points(
                 upload_ms=up,
                 download_ms=down,
                 server_ms=server,
-                energy_mj=device.head_energy_mj(spec, p) + device.tx_energy_mj(up),
+                energy_mj=device.active_w * head + device.tx_energy_mj(up),
             )
         )
     return tuple(out)

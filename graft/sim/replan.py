@@ -1,0 +1,113 @@
+"""Re-planning: when a new plan replaces the serving one (see ``docs/simulator.md``).
+
+At each decision time ``t`` the controller observes the requests that reached the server in
+``[t - window, t)`` (``observed_workload``), plans them with headroom and partial service
+(``plan_with_headroom(..., allow_partial=True)``: flows no plan can serve are left out, and
+their requests are rejected), and compares the candidate with the serving plan:
+
+- **forced** switches: the serving plan routes no flow of a (model, partition) that the
+  candidate routes (``unrouted``: those requests would be rejected), or the observed rates
+  routed onto one of its stages exceed what the stage was provisioned for, its planned rate
+  divided by ``max_utilization`` (``overloaded``: its queues would grow without bound);
+- an optional switch, ``cheaper``: the candidate's total share is below
+  ``(1 - hysteresis)`` times the serving plan's.
+
+Otherwise the serving plan stays. With no observed flow there is nothing to plan and the
+serving plan stays.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from graft.client.traffic import ClientRequest, observed_workload
+from graft.cost.base import CostModel
+from graft.planner.base import Planner
+from graft.planner.headroom import plan_with_headroom
+from graft.planner.plan import Plan
+from graft.workload.flows import Flow, Workload
+
+#: Reasons a switch is forced; ``cheaper`` is the optional one.
+FORCED = ("initial", "unrouted", "overloaded")
+#: Relative slack before a stage's observed rate counts as over its provisioned rate.
+OVERLOAD_TOLERANCE = 1e-6
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A plan made from one observation window (``plan`` None: nothing was observed)."""
+
+    plan: Plan | None
+    workload: Workload
+    unservable: int
+
+
+def make_candidate(planner: Planner, requests: Sequence[ClientRequest], cost: CostModel, *,
+                   window_ms: tuple[float, float], max_utilization: float) -> Candidate:
+    """Observe ``window_ms`` and plan it (partial: unservable flows are left unserved)."""
+    obs = observed_workload(requests, cost, window_ms=window_ms)
+    if not obs.workload.flows:
+        return Candidate(None, obs.workload, obs.unservable)
+    plan = plan_with_headroom(planner, obs.workload, cost, max_utilization=max_utilization,
+                              allow_partial=True)
+    return Candidate(plan, obs.workload, obs.unservable)
+
+
+def routed_flows(plan: Plan | None, workload: Workload) -> dict[tuple[str, int], list[Flow]]:
+    """The routed flows of each (model, partition), tightest budget first."""
+    out: dict[tuple[str, int], list[Flow]] = defaultdict(list)
+    if plan is None:
+        return out
+    routed = {r.flow for r in plan.routes}
+    for f in workload.flows:
+        if f.id in routed:
+            out[(f.model, f.partition)].append(f)
+    for fl in out.values():
+        fl.sort(key=lambda f: (f.budget_ms, f.id))
+    return out
+
+
+def _take(cands: list[Flow], budget_ms: float) -> Flow:
+    """``route_requests``'s rule: the largest budget not above ``budget_ms``, else the
+    tightest."""
+    fits = [f for f in cands if f.budget_ms <= budget_ms]
+    return fits[-1] if fits else cands[0]
+
+
+def unrouted(current: Candidate, candidate: Candidate) -> bool:
+    """Whether the candidate routes a (model, partition) that the serving plan does not."""
+    return bool(set(routed_flows(candidate.plan, candidate.workload))
+                - set(routed_flows(current.plan, current.workload)))
+
+
+def overloaded(current: Candidate, observed: Workload, max_utilization: float) -> bool:
+    """Whether the observed flows, routed onto the serving plan as its requests would be,
+    put more load on a stage than its planned rate / ``max_utilization``."""
+    if current.plan is None:
+        return False
+    by_fragment = routed_flows(current.plan, current.workload)
+    routes = {r.flow: r.stages for r in current.plan.routes}
+    load: dict[str, float] = defaultdict(float)
+    for f in observed.flows:
+        cands = by_fragment.get((f.model, f.partition))
+        if cands:
+            for stage in routes[_take(cands, f.budget_ms).id]:
+                load[stage] += f.rate
+    return any(load[s.id] > s.rate / max_utilization * (1 + OVERLOAD_TOLERANCE)
+               for s in current.plan.stages if s.id in load)
+
+
+def switch_reason(current: Candidate, candidate: Candidate, *, hysteresis: float,
+                  max_utilization: float) -> str | None:
+    """Why the candidate should replace the serving plan, or None to keep it."""
+    if candidate.plan is None:
+        return None
+    if current.plan is None or unrouted(current, candidate):
+        return "unrouted"
+    if overloaded(current, candidate.workload, max_utilization):
+        return "overloaded"
+    if candidate.plan.total_share < (1.0 - hysteresis) * current.plan.total_share:
+        return "cheaper"
+    return None

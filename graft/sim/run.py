@@ -1,0 +1,263 @@
+"""Run a scenario for several planners on the same client requests: ``run_scenario``.
+
+The clients' requests are generated once (``generate_requests`` with the run's seed; a
+client of a group with ``start_s`` keeps only the requests it sends from then on), and every
+planner serves exactly those requests. For each planner the run is a sequence of plan
+**epochs** (see ``graft.sim.replan`` for when a plan switches):
+
+- epoch 0 is planned at t = 0 from the requests of ``[0, window_s)``: an oracle warm-up
+  (the first plan has seen the first window before it serves it);
+- at every decision time ``t = k * period_s < duration_s`` the candidate is planned from
+  ``[t - window_s, t)``; a switched plan serves the requests that arrive from
+  ``t + startup_s`` on, and requests arriving in ``[t, t + startup_s)`` still take the old
+  plan;
+- each epoch's requests are routed onto its plan (``route_requests``: a request whose
+  (model, partition) the plan does not route is REJECTED) and simulated with
+  ``simulate_requests`` on that plan alone. Simplification: plans do not share executors, so
+  epochs are independent; the old plan's stages drain their own queues, and a new plan
+  starts with empty queues.
+
+Share accounting. A plan holds its GPUs from its decision time ``t`` (its stages start
+loading) until the later of its last request's completion and the time the next plan takes
+over (``t' + startup_s``); epoch 0 holds from 0, and the last plan at least until
+``duration_s``. ``share_timeline`` is the step function of the summed ``total_share`` and
+``gpus`` of the plans holding GPUs; ``share_seconds`` is its integral over time and
+``mean_gpus`` the integral of ``gpus`` divided by ``duration_s``.
+
+Latency. The end-to-end latency of a completed request is
+``completion - send + download + rtt / 2``: send -> head -> upload -> rtt/2 to the server
+(= server arrival), server time, then the result's download and rtt/2 back. A request is on
+time when that is at most its SLO, which is exactly the server meeting its deadline
+(arrival + budget). ``slo_attainment`` is on-time requests over all requests, rejected,
+dropped and never-viable ones included.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from graft.client.partition import result_bytes, transfer_ms
+from graft.client.traffic import ClientRequest, generate_requests, route_requests
+from graft.cost.base import CostModel
+from graft.cost.registry import make_cost_model
+from graft.models.catalog import get_model
+from graft.planner.base import Planner
+from graft.planner.registry import make_planner
+from graft.sim.lifecycle import RequestState
+from graft.sim.replan import FORCED, Candidate, make_candidate, switch_reason
+from graft.sim.scenario import Scenario, scenario_clients
+from graft.sim.server import simulate_requests
+
+log = logging.getLogger(__name__)
+
+#: ``progress(planner, done_epochs, total_epochs)``.
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass(frozen=True)
+class PlannerRun:
+    """One planner's run of a scenario (latencies end to end, ms; times s)."""
+
+    planner: str
+    requests: int
+    completed: int
+    rejected: int
+    dropped: int
+    on_time: int
+    slo_attainment: float
+    #: Percentiles of ``latencies_ms`` (NaN when nothing completed).
+    p50_ms: float
+    p99_ms: float
+    share_seconds: float
+    mean_gpus: float
+    #: Step function: from ``t_s`` on, the plans holding GPUs sum to (total_share, gpus).
+    share_timeline: list[tuple[float, float, int]]
+    latencies_ms: list[float] = field(repr=False)
+    attainment_by_model: dict[str, float]
+    #: Plan switches after the initial plan.
+    plans: int
+    sim_requests_per_s: float
+    #: Switches forced by unrouted fragments or overloaded stages (counted in ``plans``).
+    forced_switches: int = 0
+    #: (decision time s, reason) of the initial plan and of every switch.
+    switches: list[tuple[float, str]] = field(default_factory=list)
+    wall_s: float = 0.0
+
+
+@dataclass
+class _Epoch:
+    """A plan serving the requests that arrive in ``[start_ms, end_ms)``."""
+
+    cand: Candidate
+    decided_ms: float
+    start_ms: float
+    reason: str
+    end_ms: float = math.inf
+    hold_end_ms: float = 0.0
+
+
+@dataclass
+class _Outcome:
+    """What the epochs' simulations gave, accumulated over a planner's run."""
+
+    states: dict[RequestState, int] = field(default_factory=lambda: defaultdict(int))
+    on_time: int = 0
+    latencies: list[float] = field(default_factory=list)
+    by_model: dict[str, list[int]] = field(default_factory=lambda: defaultdict(lambda: [0, 0]))
+
+
+@dataclass(frozen=True)
+class _Context:
+    scenario: Scenario
+    cost: CostModel
+    requests: list[ClientRequest]
+    #: client id -> download + rtt / 2 (ms): what a completed request adds after the server.
+    return_ms: dict[str, float]
+    seed: int
+
+
+def _serve(ctx: _Context, ep: _Epoch, index: int, out: _Outcome) -> None:
+    """Simulate the epoch's requests on its plan; set when it stops holding GPUs."""
+    reqs = [r for r in ctx.requests if ep.start_ms <= r.arrival_ms < ep.end_ms]
+    last_done = 0.0
+    if ep.cand.plan is None:
+        out.states[RequestState.REJECTED] += len(reqs)
+        for r in reqs:
+            out.by_model[r.model][1] += 1
+    elif reqs:
+        arrivals = route_requests(reqs, ep.cand.plan, ep.cand.workload)
+        res = simulate_requests(ep.cand.plan, arrivals, ctx.cost, seed=ctx.seed + index,
+                                jitter=ctx.scenario.jitter)
+        for sreq, creq in zip(res.requests, reqs, strict=True):
+            out.states[sreq.state] += 1
+            counts = out.by_model[creq.model]
+            counts[1] += 1
+            if sreq.on_time:
+                out.on_time += 1
+                counts[0] += 1
+            if sreq.state is RequestState.COMPLETED and sreq.completion_ms is not None:
+                last_done = max(last_done, sreq.completion_ms)
+                out.latencies.append(sreq.completion_ms - creq.send_ms
+                                     + ctx.return_ms[creq.client])
+    end = ep.end_ms if math.isfinite(ep.end_ms) else ctx.scenario.duration_s * 1000.0
+    ep.hold_end_ms = max(end, last_done)
+
+
+def _timeline(epochs: Sequence[_Epoch]) -> list[tuple[float, float, int]]:
+    deltas: dict[float, list[float]] = defaultdict(lambda: [0.0, 0.0])
+    for ep in epochs:
+        if ep.cand.plan is None:
+            continue
+        share, gpus = ep.cand.plan.total_share, ep.cand.plan.gpus
+        for t, sign in ((ep.decided_ms, 1.0), (ep.hold_end_ms, -1.0)):
+            deltas[t][0] += sign * share
+            deltas[t][1] += sign * gpus
+    steps: list[tuple[float, float, int]] = []
+    share = gpus = 0.0
+    for t in sorted(deltas):
+        share += deltas[t][0]
+        gpus += deltas[t][1]
+        steps.append((t / 1000.0, round(max(share, 0.0), 9), round(gpus)))
+    return steps
+
+
+def _integral(steps: Sequence[tuple[float, float, int]], column: int) -> float:
+    return sum(a[column] * (b[0] - a[0]) for a, b in zip(steps, steps[1:]))
+
+
+def run_planner(name: str, ctx: _Context, progress: Progress | None = None) -> PlannerRun:
+    """One planner over the scenario's requests, re-planning as ``graft.sim.replan`` says."""
+    sc = ctx.scenario
+    planner: Planner = make_planner(name)
+    wall = time.perf_counter()
+    period, window = sc.replan.period_s * 1000.0, sc.replan.window_s * 1000.0
+    duration = sc.duration_s * 1000.0
+    decisions = [k * period for k in range(1, math.ceil(duration / period))
+                 if k * period < duration]
+    total = 1 + len(decisions)
+
+    def candidate(lo: float, hi: float) -> Candidate:
+        return make_candidate(planner, ctx.requests, ctx.cost, window_ms=(lo, hi),
+                              max_utilization=sc.max_utilization)
+
+    out = _Outcome()
+    epochs = [_Epoch(candidate(0.0, min(window, duration)), 0.0, 0.0, "initial")]
+    if progress:
+        progress(name, 1, total)
+    for done, t in enumerate(decisions, start=2):
+        cand = candidate(max(0.0, t - window), t)
+        reason = switch_reason(epochs[-1].cand, cand, hysteresis=sc.replan.hysteresis,
+                               max_utilization=sc.max_utilization)
+        if reason is not None:
+            switch_ms = t + sc.replan.startup_s * 1000.0
+            epochs[-1].end_ms = switch_ms
+            _serve(ctx, epochs[-1], len(epochs) - 1, out)
+            epochs.append(_Epoch(cand, t, switch_ms, reason))
+            log.info("%s: t=%.0f s switch (%s): share %.3f", name, t / 1000.0, reason,
+                     cand.plan.total_share if cand.plan else 0.0)
+        if progress:
+            progress(name, done, total)
+    _serve(ctx, epochs[-1], len(epochs) - 1, out)
+    wall = time.perf_counter() - wall
+
+    steps = _timeline(epochs)
+    n = len(ctx.requests)
+    lat = np.array(out.latencies)
+    switches = [(ep.decided_ms / 1000.0, ep.reason) for ep in epochs]
+    return PlannerRun(
+        planner=name, requests=n,
+        completed=out.states[RequestState.COMPLETED],
+        rejected=out.states[RequestState.REJECTED],
+        dropped=out.states[RequestState.DROPPED],
+        on_time=out.on_time,
+        slo_attainment=out.on_time / n if n else 1.0,
+        p50_ms=float(np.percentile(lat, 50)) if lat.size else math.nan,
+        p99_ms=float(np.percentile(lat, 99)) if lat.size else math.nan,
+        share_seconds=_integral(steps, 1),
+        mean_gpus=_integral(steps, 2) / sc.duration_s,
+        share_timeline=steps,
+        latencies_ms=out.latencies,
+        attainment_by_model={m: c[0] / c[1] for m, c in sorted(out.by_model.items())},
+        plans=len(epochs) - 1,
+        sim_requests_per_s=n / wall if wall > 0 else math.inf,
+        forced_switches=sum(ep.reason in FORCED for ep in epochs[1:]),
+        switches=switches,
+        wall_s=wall,
+    )
+
+
+def scenario_requests(sc: Scenario, cost: CostModel, seed: int
+                      ) -> tuple[list[ClientRequest], dict[str, float]]:
+    """The scenario's client requests (server-arrival order) and each client's return time
+    (download + rtt / 2, ms)."""
+    clients = scenario_clients(sc, seed=seed)
+    start = {c.spec.id: c.start_ms for c in clients}
+    reqs = generate_requests([c.spec for c in clients], cost, duration_s=sc.duration_s,
+                             seed=seed)
+    reqs = [r for r in reqs if r.send_ms >= start[r.client]]
+    back = {c.spec.id: transfer_ms(result_bytes(get_model(c.spec.model)),
+                                   c.spec.downlink_mbps) + c.spec.rtt_ms / 2.0
+            for c in clients}
+    return reqs, back
+
+
+def run_scenario(scenario: Scenario, planners: Sequence[str], *, seed: int | None = None,
+                 progress: Progress | None = None) -> dict[str, PlannerRun]:
+    """Every planner on the same requests (generated once from ``seed``, default the
+    scenario's); deterministic for a seed."""
+    for name in planners:
+        make_planner(name)  # unknown names fail before any work
+    seed = scenario.seed if seed is None else seed
+    cost = make_cost_model(scenario.cost_model)
+    reqs, back = scenario_requests(scenario, cost, seed)
+    log.info("scenario %s: %d requests from %d clients over %g s", scenario.name, len(reqs),
+             scenario.num_clients, scenario.duration_s)
+    ctx = _Context(scenario, cost, reqs, back, seed)
+    return {name: run_planner(name, ctx, progress) for name in planners}
