@@ -25,8 +25,10 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
+
+import numpy as np
 
 from graft.client.devices import DeviceModel
 from graft.errors import GraftInputError, UnknownNameError
@@ -76,6 +78,75 @@ def _check_positive(what: str, v: float, *, allow_zero: bool = False) -> None:
         raise GraftInputError(f"{what} must be finite and {bound}, got {v!r}", field=what)
 
 
+@dataclass(frozen=True)
+class _Points:
+    """Every candidate point's predictions, as arrays indexed by ``p = 0..L-1``."""
+
+    head: np.ndarray
+    upload: np.ndarray
+    download: float
+    budget: np.ndarray
+    latency: np.ndarray
+    server: np.ndarray
+    feasible: np.ndarray
+    energy: np.ndarray
+
+    def choice(self, p: int) -> Choice:
+        return Choice(
+            partition=p,
+            predicted_latency_ms=float(self.latency[p]),
+            server_budget_ms=float(self.budget[p]),
+            feasible=bool(self.feasible[p]),
+            device_ms=float(self.head[p]),
+            upload_ms=float(self.upload[p]),
+            download_ms=self.download,
+            server_ms=float(self.server[p]),
+            energy_mj=float(self.energy[p]),
+        )
+
+
+_IN_BYTES: dict[str, tuple[ModelSpec, np.ndarray]] = {}
+
+
+def _in_bytes(spec: ModelSpec) -> np.ndarray:
+    """Bytes uploaded at each point ``p = 0..L-1``, cached per model (checked by identity)."""
+    hit = _IN_BYTES.get(spec.name)
+    if hit is None or hit[0] is not spec:
+        hit = (spec, np.array([spec.in_bytes(p) for p in range(spec.num_blocks)], dtype=float))
+        _IN_BYTES[spec.name] = hit
+    return hit[1]
+
+
+def _points(
+    model: str | ModelSpec,
+    device: DeviceModel,
+    bandwidth_mbps: float,
+    slo_ms: float,
+    rtt_ms: float,
+    server_ms: ServerFn,
+    needed_ms: ServerFn | None,
+    downlink_mbps: float,
+) -> _Points:
+    _check_positive("bandwidth_mbps", bandwidth_mbps)
+    _check_positive("slo_ms", slo_ms)
+    _check_positive("rtt_ms", rtt_ms, allow_zero=True)
+    _check_positive("downlink_mbps", downlink_mbps)
+    spec = model if isinstance(model, ModelSpec) else get_model(model)
+    need_fn = server_ms if needed_ms is None else needed_ms
+    points = range(spec.num_blocks)
+    down = transfer_ms(result_bytes(spec), downlink_mbps)
+    head = np.asarray(device.head_ms_all(spec)[: spec.num_blocks])
+    up = 8.0 * _in_bytes(spec) / (bandwidth_mbps * 1e3)
+    budget = slo_ms - head - up - down - rtt_ms
+    server = np.array([float(server_ms(spec.name, p)) for p in points])
+    need = server if need_fn is server_ms else np.array(
+        [float(need_fn(spec.name, p)) for p in points])
+    return _Points(head=head, upload=up, download=down, budget=budget,
+                   latency=head + up + server + down + rtt_ms, server=server,
+                   feasible=budget >= need * (1 - _EPS),
+                   energy=device.active_w * head + device.tx_w * up)
+
+
 def evaluate_points(
     model: str | ModelSpec,
     device: DeviceModel,
@@ -88,65 +159,41 @@ def evaluate_points(
     downlink_mbps: float = DEFAULT_DOWNLINK_MBPS,
 ) -> tuple[Choice, ...]:
     """The prediction for every point ``p`` in ``0..L-1``, in order of ``p``."""
-    _check_positive("bandwidth_mbps", bandwidth_mbps)
-    _check_positive("slo_ms", slo_ms)
-    _check_positive("rtt_ms", rtt_ms, allow_zero=True)
-    _check_positive("downlink_mbps", downlink_mbps)
-    spec = model if isinstance(model, ModelSpec) else get_model(model)
-    need_fn = server_ms if needed_ms is None else needed_ms
-    down = transfer_ms(result_bytes(spec), downlink_mbps)
-    heads = device.head_ms_all(spec)
-    out = []
-    for p in range(spec.num_blocks):
-        head = heads[p]
-        up = transfer_ms(spec.in_bytes(p), bandwidth_mbps)
-        budget = slo_ms - head - up - down - rtt_ms
-        server = float(server_ms(spec.name, p))
-        need = float(need_fn(spec.name, p))
-        out.append(
-            Choice(
-                partition=p,
-                predicted_latency_ms=head + up + server + down + rtt_ms,
-                server_budget_ms=budget,
-                feasible=budget >= need * (1 - _EPS),
-                device_ms=head,
-                upload_ms=up,
-                download_ms=down,
-                server_ms=server,
-                energy_mj=device.active_w * head + device.tx_energy_mj(up),
-            )
-        )
-    return tuple(out)
+    pts = _points(model, device, bandwidth_mbps, slo_ms, rtt_ms, server_ms, needed_ms,
+                  downlink_mbps)
+    return tuple(pts.choice(p) for p in range(len(pts.head)))
 
 
-def _fastest(points: Sequence[Choice]) -> Choice:
-    return min(points, key=lambda c: (c.predicted_latency_ms, c.partition))
+def _fastest(pts: _Points, among: np.ndarray) -> int:
+    """The point of least predicted latency among ``among`` (ties: the smaller p)."""
+    return int(np.argmin(np.where(among, pts.latency, np.inf)))
 
 
-def _neurosurgeon(points: Sequence[Choice], fixed: int | None) -> Choice:
-    ok = [c for c in points if c.feasible]
-    return _fastest(ok or points)
+def _neurosurgeon(pts: _Points, fixed: int | None) -> int:
+    ok = pts.feasible if pts.feasible.any() else np.ones_like(pts.feasible)
+    return _fastest(pts, ok)
 
 
-def _energy(points: Sequence[Choice], fixed: int | None) -> Choice:
-    ok = [c for c in points if c.feasible]
-    if not ok:
-        return _fastest(points)
-    return min(ok, key=lambda c: (c.energy_mj, c.predicted_latency_ms, c.partition))
+def _energy(pts: _Points, fixed: int | None) -> int:
+    if not pts.feasible.any():
+        return _fastest(pts, np.ones_like(pts.feasible))
+    idx = np.flatnonzero(pts.feasible)
+    # least energy, then least latency, then the smaller p
+    return int(idx[np.lexsort((idx, pts.latency[idx], pts.energy[idx]))[0]])
 
 
-def _fixed(points: Sequence[Choice], fixed: int | None) -> Choice:
+def _fixed(pts: _Points, fixed: int | None) -> int:
     if fixed is None or isinstance(fixed, bool) or not isinstance(fixed, int):
         raise GraftInputError(f"policy 'fixed' needs an integer partition, got {fixed!r}",
                               field="partition")
-    if not 0 <= fixed < len(points):
+    if not 0 <= fixed < len(pts.head):
         raise GraftInputError(
-            f"partition must be in 0..{len(points) - 1}, got {fixed}", field="partition"
+            f"partition must be in 0..{len(pts.head) - 1}, got {fixed}", field="partition"
         )
-    return points[fixed]
+    return fixed
 
 
-Policy = Callable[[Sequence[Choice], int | None], Choice]
+Policy = Callable[[_Points, int | None], int]
 
 #: Partition policies by name.
 POLICIES: dict[str, Policy] = {
@@ -178,11 +225,9 @@ def choose_partition(
 ) -> Choice:
     """The point ``policy`` picks; ``partition`` is the point of the ``fixed`` policy."""
     pick = get_policy(policy)
-    points = evaluate_points(
-        model, device, bandwidth_mbps, slo_ms, rtt_ms, server_ms,
-        needed_ms=needed_ms, downlink_mbps=downlink_mbps,
-    )
-    choice = pick(points, partition)
+    pts = _points(model, device, bandwidth_mbps, slo_ms, rtt_ms, server_ms, needed_ms,
+                  downlink_mbps)
+    choice = pts.choice(pick(pts, partition))
     if not choice.feasible:
         logger.debug(
             "%s on %s: no feasible point at %.3f Mbit/s, SLO %.1f ms; p=%d predicts %.1f ms",
