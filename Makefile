@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # torch pins: these install from the local wheel cache; other versions download gigabytes.
 TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 
-.PHONY: setup demo test lint bench-planner calibrate regenerate-models clean
+.PHONY: setup demo test lint bench-planner bench-sim calibrate regenerate-models clean
 
 setup: $(STAMP)
 
@@ -29,6 +29,9 @@ lint: $(STAMP)
 
 bench-planner: $(STAMP)
 	$(PY) bench/planner_bench.py --output bench/results/planner.md
+
+bench-sim: $(STAMP)
+	$(PY) bench/sim_bench.py --output bench/results/sim.md
 
 calibrate: $(STAMP)
 	$(GRAFT) calibrate

@@ -181,3 +181,23 @@ def test_cli_bad_scenario_is_one_line_naming_the_field(tmp_path, capsys):
     assert "\n" not in err and "clients[0].rate" in err
     assert main(["simulate", str(tmp_path / "missing.json"), "-o", str(tmp_path)]) == 2
     assert "paper" in capsys.readouterr().err
+
+
+def test_upload_size_fields_reach_the_clients():
+    sc = scenario(clients=[group(activation_bytes_per_value=1, input_bytes=25088), group()])
+    specs = [c.spec for c in scenario_clients(sc)]
+    assert {(s.activation_bytes_per_value, s.input_bytes) for s in specs[:3]} == {(1.0, 25088.0)}
+    assert {(s.activation_bytes_per_value, s.input_bytes) for s in specs[3:]} == {(4.0, None)}
+    for bad, field in [({"activation_bytes_per_value": 0}, "activation_bytes_per_value"),
+                       ({"input_bytes": -5}, "input_bytes")]:
+        with pytest.raises(GraftInputError) as e:
+            parse_scenario({"duration_s": 10, "clients": [group(**bad)]})
+        assert e.value.field == f"clients[0].{field}"
+
+
+def test_a_directory_skips_files_in_no_trace_format(tmp_path):
+    for i in range(2):
+        write_rate_csv(markov_trace(30, seed=i), tmp_path / f"t{i}.csv")
+    (tmp_path / "iperf").write_text("----\nServer listening on 5201\n----\n")
+    sc = scenario(clients=[group(count=3, trace=str(tmp_path))])
+    assert [c.spec.trace.name for c in scenario_clients(sc)] == ["t0.csv", "t1.csv", "t0.csv"]

@@ -212,3 +212,57 @@ def test_end_to_end_counts_every_request_once_and_is_deterministic():
     _, obs2, res2 = end_to_end(seed=1)
     assert obs2 == obs
     assert res2.metrics == m
+
+
+# ------------------------------------------------------------------ upload size options
+
+
+def test_upload_bytes_int8_activations_and_input_bytes():
+    from graft.client.partition import upload_bytes
+
+    spec = get_model("tiny")
+    assert upload_bytes(spec, 0) == spec.input_bytes
+    assert upload_bytes(spec, 2) == spec.in_bytes(2)
+    assert upload_bytes(spec, 2, activation_bytes_per_value=1) == spec.in_bytes(2) // 4
+    assert upload_bytes(spec, 0, activation_bytes_per_value=1) == spec.input_bytes
+    assert upload_bytes(spec, 0, input_bytes=1000.5) == 1001
+    assert upload_bytes(spec, 2, input_bytes=1000) == spec.in_bytes(2)
+
+
+def test_int8_activations_quarter_the_upload_and_the_prediction_matches():
+    # tiny, fixed p = 2 on jetson at 8 Mbit/s = 1000 B/ms: 16384 B fp32 -> 4096 B int8.
+    c = ClientSpec(id="c", model="tiny", device="jetson", slo_ms=200.0, rate=10.0,
+                   trace=const_trace(8.0), arrivals="fixed", policy="fixed", partition=2,
+                   activation_bytes_per_value=1)
+    reqs = generate_requests([c], V100, duration_s=1.0, seed=0)
+    assert {round(r.upload_ms, 6) for r in reqs} == {4.096}
+    from graft.client.partition import choose_partition
+
+    need = lambda m, p: needed_budget_ms(V100, m, p)  # noqa: E731
+    ch = choose_partition("fixed", "tiny", get_device("jetson"), 8.0, 200.0, 20.0, need,
+                          partition=2, activation_bytes_per_value=1)
+    assert ch.upload_ms == pytest.approx(4.096)
+
+
+def test_input_bytes_sets_the_p0_upload_and_pulls_the_choice_to_p0():
+    common = dict(model="tiny", device="rpi", slo_ms=400.0, rate=5.0,
+                  trace=const_trace(0.2), arrivals="fixed", rtt_ms=20.0)
+    raw = ClientSpec(id="raw", **common)
+    jpeg = ClientSpec(id="jpeg", input_bytes=100, **common)
+    reqs = generate_requests([raw, jpeg], V100, duration_s=1.0, seed=1)
+    picks = {c: {r.partition for r in reqs if r.client == c} for c in ("raw", "jpeg")}
+    assert picks["raw"] == {hand_neurosurgeon(0.2, 400.0, 20.0, "rpi")} != {0}
+    assert picks["jpeg"] == {0}
+    # 100 B at 0.2 Mbit/s = 25 B/ms -> 4 ms
+    assert {round(r.upload_ms, 6) for r in reqs if r.client == "jpeg"} == {4.0}
+
+
+@pytest.mark.parametrize("kw", [{"activation_bytes_per_value": 0},
+                                {"activation_bytes_per_value": float("nan")},
+                                {"input_bytes": -1}, {"input_bytes": 0}])
+def test_bad_upload_sizes_are_rejected(kw):
+    from graft.errors import GraftInputError
+
+    with pytest.raises(GraftInputError):
+        ClientSpec(id="c", model="tiny", device="jetson", slo_ms=200.0, rate=1.0,
+                   trace=const_trace(8.0), **kw)

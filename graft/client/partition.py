@@ -4,11 +4,16 @@ For every candidate point ``p`` in ``0..L-1`` (the server runs at least the last
 the workload format) a client predicts
 
     device_ms   = device.head_ms(model, p)                       blocks [0, p) on the device
-    upload_ms   = 8 * in_bytes(p) / (bandwidth_mbps * 1e3)       at the estimated uplink
+    upload_ms   = 8 * upload_bytes(p) / (bandwidth_mbps * 1e3)   at the estimated uplink
     download_ms = 8 * result_bytes / (downlink_mbps * 1e3)       result = last block's out_bytes
     budget_ms   = slo_ms - device_ms - upload_ms - download_ms - rtt_ms
     latency_ms  = device_ms + upload_ms + server_ms(model, p) + download_ms + rtt_ms
     energy_mj   = device.active_w * device_ms + device.tx_w * upload_ms
+
+``upload_bytes(p)`` (``upload_bytes``) is what the client sends at ``p``: for ``p > 0`` the
+activation ``in_bytes(p)`` (fp32 in the block table) scaled to ``activation_bytes_per_value``
+bytes a value (4 = fp32, the default; 1 = int8-quantised activations); for ``p = 0``
+``input_bytes`` when given (e.g. a JPEG of the frame), else the raw fp32 input tensor.
 
 A point is *feasible* when ``budget_ms >= needed_ms(model, p)``: the server can meet the
 request's budget at all. ``server_ms`` (the server's predicted time) and ``needed_ms`` (the least
@@ -40,6 +45,9 @@ logger = logging.getLogger(__name__)
 #: Downlink rate the result comes back at unless the caller says otherwise, Mbit/s.
 DEFAULT_DOWNLINK_MBPS = 50.0
 
+#: Bytes per value of the activations in the block table (``out_bytes`` are fp32).
+FP32_BYTES = 4.0
+
 #: Relative slack on the feasibility test, so a budget equal to the need up to rounding passes.
 _EPS = 1e-9
 
@@ -69,6 +77,18 @@ def result_bytes(spec: ModelSpec) -> int:
 def transfer_ms(nbytes: float, mbps: float) -> float:
     """Time to move ``nbytes`` at a constant ``mbps`` Mbit/s, ms."""
     return 8.0 * nbytes / (mbps * 1e3)
+
+
+def upload_bytes(spec: ModelSpec, p: int, *, activation_bytes_per_value: float = FP32_BYTES,
+                 input_bytes: float | None = None) -> int:
+    """Bytes a client uploads at point ``p``: ``input_bytes`` (default the fp32 input tensor)
+    at ``p = 0``, else ``in_bytes(p)`` scaled from fp32 to ``activation_bytes_per_value``
+    (rounded up to whole bytes)."""
+    if p == 0:
+        return spec.input_bytes if input_bytes is None else math.ceil(input_bytes)
+    if activation_bytes_per_value == FP32_BYTES:
+        return spec.in_bytes(p)
+    return math.ceil(spec.in_bytes(p) * (activation_bytes_per_value / FP32_BYTES))
 
 
 def _check_positive(what: str, v: float, *, allow_zero: bool = False) -> None:
@@ -117,6 +137,25 @@ def _in_bytes(spec: ModelSpec) -> np.ndarray:
     return hit[1]
 
 
+def _upload_bytes_all(spec: ModelSpec, activation_bytes_per_value: float,
+                      input_bytes: float | None) -> np.ndarray:
+    """``upload_bytes`` at every point ``p = 0..L-1``."""
+    raw = _in_bytes(spec)
+    if activation_bytes_per_value == FP32_BYTES and input_bytes is None:
+        return raw
+    out = np.ceil(raw * (activation_bytes_per_value / FP32_BYTES))
+    out[0] = spec.input_bytes if input_bytes is None else math.ceil(input_bytes)
+    return out
+
+
+def check_upload_sizes(activation_bytes_per_value: float, input_bytes: float | None) -> None:
+    """``GraftInputError`` unless ``activation_bytes_per_value`` > 0 and ``input_bytes`` is
+    None or > 0 (both finite)."""
+    _check_positive("activation_bytes_per_value", activation_bytes_per_value)
+    if input_bytes is not None:
+        _check_positive("input_bytes", input_bytes)
+
+
 def _points(
     model: str | ModelSpec,
     device: DeviceModel,
@@ -126,8 +165,11 @@ def _points(
     server_ms: ServerFn,
     needed_ms: ServerFn | None,
     downlink_mbps: float,
+    activation_bytes_per_value: float = FP32_BYTES,
+    input_bytes: float | None = None,
 ) -> _Points:
     _check_positive("bandwidth_mbps", bandwidth_mbps)
+    check_upload_sizes(activation_bytes_per_value, input_bytes)
     _check_positive("slo_ms", slo_ms)
     _check_positive("rtt_ms", rtt_ms, allow_zero=True)
     _check_positive("downlink_mbps", downlink_mbps)
@@ -136,7 +178,8 @@ def _points(
     points = range(spec.num_blocks)
     down = transfer_ms(result_bytes(spec), downlink_mbps)
     head = np.asarray(device.head_ms_all(spec)[: spec.num_blocks])
-    up = 8.0 * _in_bytes(spec) / (bandwidth_mbps * 1e3)
+    up = 8.0 * _upload_bytes_all(spec, activation_bytes_per_value, input_bytes) / (
+        bandwidth_mbps * 1e3)
     budget = slo_ms - head - up - down - rtt_ms
     server = np.array([float(server_ms(spec.name, p)) for p in points])
     need = server if need_fn is server_ms else np.array(
@@ -157,10 +200,12 @@ def evaluate_points(
     *,
     needed_ms: ServerFn | None = None,
     downlink_mbps: float = DEFAULT_DOWNLINK_MBPS,
+    activation_bytes_per_value: float = FP32_BYTES,
+    input_bytes: float | None = None,
 ) -> tuple[Choice, ...]:
     """The prediction for every point ``p`` in ``0..L-1``, in order of ``p``."""
     pts = _points(model, device, bandwidth_mbps, slo_ms, rtt_ms, server_ms, needed_ms,
-                  downlink_mbps)
+                  downlink_mbps, activation_bytes_per_value, input_bytes)
     return tuple(pts.choice(p) for p in range(len(pts.head)))
 
 
@@ -222,11 +267,14 @@ def choose_partition(
     needed_ms: ServerFn | None = None,
     partition: int | None = None,
     downlink_mbps: float = DEFAULT_DOWNLINK_MBPS,
+    activation_bytes_per_value: float = FP32_BYTES,
+    input_bytes: float | None = None,
 ) -> Choice:
-    """The point ``policy`` picks; ``partition`` is the point of the ``fixed`` policy."""
+    """The point ``policy`` picks; ``partition`` is the point of the ``fixed`` policy.
+    ``activation_bytes_per_value`` and ``input_bytes`` size the upload (``upload_bytes``)."""
     pick = get_policy(policy)
     pts = _points(model, device, bandwidth_mbps, slo_ms, rtt_ms, server_ms, needed_ms,
-                  downlink_mbps)
+                  downlink_mbps, activation_bytes_per_value, input_bytes)
     choice = pts.choice(pick(pts, partition))
     if not choice.feasible:
         logger.debug(

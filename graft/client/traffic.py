@@ -9,8 +9,9 @@ from a seeded phase) over ``duration_s``. At send time ``t`` it
 2. picks ``p`` with its policy (``choose_partition``; the server's predicted time and needed
    budget are both ``needed_budget_ms(cost, model, p)``);
 3. runs the head, ``head = device.head_ms(model, p)``;
-4. uploads ``in_bytes(p)`` by walking its trace from ``t + head``
-   (``upload = trace.transfer_ms(in_bytes(p), t + head)``);
+4. uploads ``upload_bytes(p)`` (the activation at ``activation_bytes_per_value`` bytes a value,
+   or ``input_bytes`` at ``p = 0``; the same bytes the partition choice predicted with) by
+   walking its trace from ``t + head`` (``upload = trace.transfer_ms(upload_bytes(p), t + head)``);
 5. reaches the server at ``t + head + upload + rtt / 2`` with
    ``budget = slo - head - upload - download - rtt``,
    ``download = 8 * out_bytes(last block) / (downlink_mbps * 1e3)``.
@@ -44,9 +45,12 @@ from graft.client.devices import get_device
 from graft.client.estimator import BandwidthEstimator, EwmaEstimator, HarmonicEstimator
 from graft.client.partition import (
     DEFAULT_DOWNLINK_MBPS,
+    FP32_BYTES,
+    check_upload_sizes,
     choose_partition,
     result_bytes,
     transfer_ms,
+    upload_bytes,
 )
 from graft.cost.base import CostModel
 from graft.models.catalog import get_model
@@ -89,6 +93,13 @@ class ClientSpec:
     rtt_ms: float = 20.0
     downlink_mbps: float = DEFAULT_DOWNLINK_MBPS
     estimator: str = "ewma"
+    #: Bytes a value of the uploaded activation (p > 0): 4 = fp32, 1 = int8-quantised.
+    activation_bytes_per_value: float = FP32_BYTES
+    #: Bytes uploaded at p = 0 (e.g. a JPEG of the frame); None = the raw fp32 input tensor.
+    input_bytes: float | None = None
+
+    def __post_init__(self) -> None:
+        check_upload_sizes(self.activation_bytes_per_value, self.input_bytes)
 
 
 @dataclass(frozen=True)
@@ -148,10 +159,14 @@ def _client_requests(c: ClientSpec, need: Callable[[str, int], float], duration_
         est.update(c.trace.rate_mbps(send, SAMPLE_WINDOW_MS))
         bw = est.estimate_mbps()
         choice = choose_partition(c.policy, spec, device, bw, c.slo_ms, c.rtt_ms, need,
-                                  partition=c.partition, downlink_mbps=c.downlink_mbps)
+                                  partition=c.partition, downlink_mbps=c.downlink_mbps,
+                                  activation_bytes_per_value=c.activation_bytes_per_value,
+                                  input_bytes=c.input_bytes)
         p = choice.partition
         head = device.head_ms(spec, p)
-        upload = c.trace.transfer_ms(spec.in_bytes(p), send + head)
+        sent = upload_bytes(spec, p, activation_bytes_per_value=c.activation_bytes_per_value,
+                            input_bytes=c.input_bytes)
+        upload = c.trace.transfer_ms(sent, send + head)
         out.append(ClientRequest(
             client=c.id, model=c.model, partition=p, send_ms=send,
             arrival_ms=send + head + upload + c.rtt_ms / 2.0,

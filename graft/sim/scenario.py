@@ -11,15 +11,17 @@ A scenario is a JSON object (see ``docs/simulator.md`` for a worked example)::
 Only ``duration_s`` and ``clients`` are required (``name`` defaults to the file's stem). A
 client group needs ``count``, ``model``, ``device``, ``slo_ms`` and ``rate``; the rest have
 the defaults of ``ClientSpec`` (``arrivals`` poisson, ``policy`` neurosurgeon, ``rtt_ms`` 20,
-``downlink_mbps`` 50, ``estimator`` ewma), ``trace`` defaults to ``synthetic`` and
+``downlink_mbps`` 50, ``estimator`` ewma, ``activation_bytes_per_value`` 4 = fp32,
+``input_bytes`` the raw fp32 input), ``trace`` defaults to ``synthetic`` and
 ``start_s`` (when the group starts sending) to 0.
 
 ``trace`` is ``synthetic`` (the LTE uplink Markov model), ``synthetic:<preset>`` (one of
 ``TRACE_PRESETS``), a trace file, or a directory whose trace files (``.up``, ``.csv``,
 ``.log`` or no suffix, searched recursively, sorted by path) the group's clients take in
-turn. Relative paths resolve against ``--trace-dir`` when given, else the scenario file's
-folder. Synthetic traces get one seed per client, drawn from the run's seed and the client's
-index, so every planner sees the same links.
+turn (files in no known trace format are skipped with a warning). Relative paths resolve
+against ``--trace-dir`` when given, else the scenario file's folder. Synthetic traces get one
+seed per client, drawn from the run's seed and the client's index, so every planner sees the
+same links.
 
 Every mistake raises ``GraftInputError`` naming the field, e.g. ``clients[1].slo_ms``.
 ``load_scenario("paper")`` returns the built-in ``paper`` scenario (no files needed).
@@ -93,6 +95,10 @@ class ClientGroup:
     trace: str = "synthetic"
     #: Clients of the group send only from this time on (s).
     start_s: float = 0.0
+    #: Upload size: bytes a value of an activation (4 = fp32, 1 = int8), and bytes sent at
+    #: p = 0 (None = the raw fp32 input tensor); see ``ClientSpec``.
+    activation_bytes_per_value: float = 4.0
+    input_bytes: float | None = None
 
 
 @dataclass(frozen=True)
@@ -188,7 +194,8 @@ def _known(check: Any, name: str, value: str) -> None:
 
 
 _GROUP_KEYS = ("count", "model", "device", "slo_ms", "rate", "arrivals", "policy",
-               "partition", "rtt_ms", "downlink_mbps", "estimator", "trace", "start_s")
+               "partition", "rtt_ms", "downlink_mbps", "estimator", "trace", "start_s",
+               "activation_bytes_per_value", "input_bytes")
 _REPLAN_KEYS = ("period_s", "window_s", "hysteresis", "startup_s")
 _TOP_KEYS = ("name", "duration_s", "seed", "cost_model", "max_utilization", "jitter",
              "replan", "clients")
@@ -228,6 +235,10 @@ def parse_group(raw: Any, index: int, duration_s: float) -> ClientGroup:
         estimator=_string(raw, "estimator", w, default="ewma", choices=list(ESTIMATORS)),
         trace=trace,
         start_s=_number(raw, "start_s", w, default=0.0, minimum=0, maximum=duration_s),
+        activation_bytes_per_value=_number(raw, "activation_bytes_per_value", w, default=4.0,
+                                           minimum=0, exclusive=True),
+        input_bytes=(None if raw.get("input_bytes") is None else
+                     _number(raw, "input_bytes", w, minimum=0, exclusive=True)),
     )
 
 
@@ -335,11 +346,27 @@ class _Traces:
         self.duration_s = duration_s
         self.seed = seed
         self.cache: dict[Path, BandwidthTrace] = {}
+        self.dirs: dict[Path, list[Path]] = {}
 
     def _file(self, path: Path, skip_bad_rows: bool) -> BandwidthTrace:
         if path not in self.cache:
             self.cache[path] = load_trace(path, skip_bad_rows=skip_bad_rows)
         return self.cache[path]
+
+    def _dir(self, directory: Path) -> list[Path]:
+        """The directory's trace files that load (read with ``skip_bad_rows``); files in no
+        known trace format (e.g. NYU-METS's raw iperf logs) are skipped with a warning."""
+        if directory not in self.dirs:
+            ok = []
+            for f in _trace_files(directory):
+                try:
+                    self._file(f, skip_bad_rows=True)
+                except GraftInputError as e:
+                    log.warning("skipping %s: %s", f, e)
+                    continue
+                ok.append(f)
+            self.dirs[directory] = ok
+        return self.dirs[directory]
 
     def get(self, trace: str, group: int, k: int, index: int) -> BandwidthTrace:
         if trace == "synthetic" or trace.startswith("synthetic:"):
@@ -350,7 +377,7 @@ class _Traces:
             path = self.base / path
         name = f"clients[{group}].trace"
         if path.is_dir():
-            files = _trace_files(path)
+            files = self._dir(path)
             if not files:
                 raise GraftInputError(f"directory {str(path)!r} holds no trace files "
                                       f"({', '.join(s or 'no suffix' for s in TRACE_SUFFIXES)})",
@@ -373,7 +400,9 @@ def scenario_clients(sc: Scenario, *, seed: int | None = None) -> list[ScenarioC
                 id=f"g{gi}-{k}", model=g.model, device=g.device, slo_ms=g.slo_ms,
                 rate=g.rate, trace=traces.get(g.trace, gi, k, index), arrivals=g.arrivals,
                 policy=g.policy, partition=g.partition, rtt_ms=g.rtt_ms,
-                downlink_mbps=g.downlink_mbps, estimator=g.estimator)
+                downlink_mbps=g.downlink_mbps, estimator=g.estimator,
+                activation_bytes_per_value=g.activation_bytes_per_value,
+                input_bytes=g.input_bytes)
             out.append(ScenarioClient(spec, g.start_s * 1000.0))
             index += 1
     log.info("scenario %s: %d clients, %d trace files", sc.name, len(out), len(traces.cache))
