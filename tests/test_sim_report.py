@@ -3,35 +3,11 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 
 import pytest
 
 from graft.sim.report import write_report
-
-try:
-    from graft.sim.run import PlannerRun
-except ImportError:  # the simulator's run module is written alongside; same fields
-
-    @dataclass(frozen=True)
-    class PlannerRun:  # type: ignore[no-redef]
-        planner: str
-        requests: int
-        completed: int
-        rejected: int
-        dropped: int
-        on_time: int
-        slo_attainment: float
-        p50_ms: float | None
-        p99_ms: float | None
-        share_seconds: float
-        mean_gpus: float
-        share_timeline: list[tuple[float, float, int]]
-        latencies_ms: list[float]
-        attainment_by_model: dict[str, float]
-        plans: int
-        sim_requests_per_s: float
-
+from graft.sim.run import PlannerRun
 
 PNGS = ("share_over_time.png", "latency_cdf.png", "attainment_by_model.png")
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

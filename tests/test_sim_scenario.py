@@ -44,6 +44,9 @@ def scenario(**kw):
     ({"duration_s": 10, "clients": [group(count=0)]}, "clients[0].count"),
     ({"duration_s": 10, "clients": [group(colour="red")]}, "clients[0].colour"),
     ({"duration_s": 10, "clients": [group(policy="fixed")]}, "clients[0].partition"),
+    # tiny has 6 blocks: the server runs at least the last one, so p = 6 is out of range
+    ({"duration_s": 10, "clients": [group(policy="fixed", partition=6)]},
+     "clients[0].partition"),
     ({"duration_s": 10, "clients": [group(trace="synthetic:5g")]}, "clients[0].trace"),
     ({"duration_s": 10, "clients": [group(start_s=11)]}, "clients[0].start_s"),
     ({"duration_s": 10, "clients": [group()], "cost_model": "analytic:k80"}, "cost_model"),

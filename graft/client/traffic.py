@@ -76,6 +76,13 @@ BUDGET_CLASS_RATIO = 1.5
 BUDGET_PERCENTILE = 5.0
 
 
+#: A client's defaults, shared by ``ClientSpec`` and the scenario format.
+DEFAULT_ARRIVALS = "poisson"
+DEFAULT_POLICY = "neurosurgeon"
+DEFAULT_RTT_MS = 20.0
+DEFAULT_ESTIMATOR = "ewma"
+
+
 @dataclass(frozen=True)
 class ClientSpec:
     """One client: its model, device, SLO, request rate, link and partition policy."""
@@ -86,13 +93,13 @@ class ClientSpec:
     slo_ms: float
     rate: float
     trace: BandwidthTrace = field(compare=False)
-    arrivals: str = "poisson"
-    policy: str = "neurosurgeon"
+    arrivals: str = DEFAULT_ARRIVALS
+    policy: str = DEFAULT_POLICY
     #: The point of the ``fixed`` policy.
     partition: int | None = None
-    rtt_ms: float = 20.0
+    rtt_ms: float = DEFAULT_RTT_MS
     downlink_mbps: float = DEFAULT_DOWNLINK_MBPS
-    estimator: str = "ewma"
+    estimator: str = DEFAULT_ESTIMATOR
     #: Bytes a value of the uploaded activation (p > 0): 4 = fp32, 1 = int8-quantised.
     activation_bytes_per_value: float = FP32_BYTES
     #: Bytes uploaded at p = 0 (e.g. a JPEG of the frame); None = the raw fp32 input tensor.

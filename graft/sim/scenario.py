@@ -39,8 +39,15 @@ from typing import Any
 import numpy as np
 
 from graft.client.devices import get_device
-from graft.client.partition import DEFAULT_DOWNLINK_MBPS, POLICIES
-from graft.client.traffic import ESTIMATORS, ClientSpec
+from graft.client.partition import DEFAULT_DOWNLINK_MBPS, FP32_BYTES, POLICIES
+from graft.client.traffic import (
+    DEFAULT_ARRIVALS,
+    DEFAULT_ESTIMATOR,
+    DEFAULT_POLICY,
+    DEFAULT_RTT_MS,
+    ESTIMATORS,
+    ClientSpec,
+)
 from graft.cost.registry import make_cost_model
 from graft.errors import GraftInputError
 from graft.models.catalog import get_model
@@ -86,18 +93,18 @@ class ClientGroup:
     device: str
     slo_ms: float
     rate: float
-    arrivals: str = "poisson"
-    policy: str = "neurosurgeon"
+    arrivals: str = DEFAULT_ARRIVALS
+    policy: str = DEFAULT_POLICY
     partition: int | None = None
-    rtt_ms: float = 20.0
+    rtt_ms: float = DEFAULT_RTT_MS
     downlink_mbps: float = DEFAULT_DOWNLINK_MBPS
-    estimator: str = "ewma"
+    estimator: str = DEFAULT_ESTIMATOR
     trace: str = "synthetic"
     #: Clients of the group send only from this time on (s).
     start_s: float = 0.0
     #: Upload size: bytes a value of an activation (4 = fp32, 1 = int8), and bytes sent at
     #: p = 0 (None = the raw fp32 input tensor); see ``ClientSpec``.
-    activation_bytes_per_value: float = 4.0
+    activation_bytes_per_value: float = FP32_BYTES
     input_bytes: float | None = None
 
 
@@ -209,14 +216,14 @@ def parse_group(raw: Any, index: int, duration_s: float) -> ClientGroup:
     _known(get_model, w + "model", model)
     device = _string(raw, "device", w)
     _known(get_device, w + "device", device)
-    policy = _string(raw, "policy", w, default="neurosurgeon", choices=list(POLICIES))
+    policy = _string(raw, "policy", w, default=DEFAULT_POLICY, choices=list(POLICIES))
     partition = None
     if raw.get("partition") is not None:
         partition = _integer(raw, "partition", w)
         blocks = get_model(model).num_blocks
-        if partition > blocks:
-            raise GraftInputError(f"must be within 0..{blocks} for {model}, got {partition}",
-                                  field=w + "partition")
+        if partition >= blocks:  # the server runs at least the last block
+            raise GraftInputError(f"must be within 0..{blocks - 1} for {model}, "
+                                  f"got {partition}", field=w + "partition")
     elif policy == "fixed":
         raise GraftInputError("is required by policy 'fixed'", field=w + "partition")
     trace = _string(raw, "trace", w, default="synthetic")
@@ -227,15 +234,16 @@ def parse_group(raw: Any, index: int, duration_s: float) -> ClientGroup:
         count=_integer(raw, "count", w, minimum=1), model=model, device=device,
         slo_ms=_number(raw, "slo_ms", w, minimum=0, exclusive=True),
         rate=_number(raw, "rate", w, minimum=0, exclusive=True),
-        arrivals=_string(raw, "arrivals", w, default="poisson", choices=ARRIVALS),
+        arrivals=_string(raw, "arrivals", w, default=DEFAULT_ARRIVALS, choices=ARRIVALS),
         policy=policy, partition=partition,
-        rtt_ms=_number(raw, "rtt_ms", w, default=20.0, minimum=0),
+        rtt_ms=_number(raw, "rtt_ms", w, default=DEFAULT_RTT_MS, minimum=0),
         downlink_mbps=_number(raw, "downlink_mbps", w, default=DEFAULT_DOWNLINK_MBPS,
                               minimum=0, exclusive=True),
-        estimator=_string(raw, "estimator", w, default="ewma", choices=list(ESTIMATORS)),
+        estimator=_string(raw, "estimator", w, default=DEFAULT_ESTIMATOR,
+                          choices=list(ESTIMATORS)),
         trace=trace,
         start_s=_number(raw, "start_s", w, default=0.0, minimum=0, maximum=duration_s),
-        activation_bytes_per_value=_number(raw, "activation_bytes_per_value", w, default=4.0,
+        activation_bytes_per_value=_number(raw, "activation_bytes_per_value", w, default=FP32_BYTES,
                                            minimum=0, exclusive=True),
         input_bytes=(None if raw.get("input_bytes") is None else
                      _number(raw, "input_bytes", w, minimum=0, exclusive=True)),
