@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from graft.client import (
@@ -15,6 +16,7 @@ from graft.client import (
     get_device,
 )
 from graft.client.estimator import DEFAULT_PRIOR_MBPS, MIN_SAMPLE_MBPS, BandwidthEstimator
+from graft.client.partition import choose_partitions, upload_bytes, upload_bytes_all
 from graft.cost.registry import make_cost_model
 from graft.errors import GraftInputError, UnknownNameError
 from graft.models.catalog import get_model, model_names
@@ -135,6 +137,29 @@ def test_estimators_floor_outages_and_reject_bad_input():
         HarmonicEstimator(window=0)
 
 
+@pytest.mark.parametrize("make", [lambda: EwmaEstimator(alpha=0.3),
+                                  lambda: HarmonicEstimator(window=4)])
+def test_track_equals_update_then_estimate(make):
+    samples = [3.0, 0.0, 12.5, 7, 0.2, 9.0, 1e-4, 4.0, 5.5]
+    one, many = make(), make()
+    for est in (one, many):  # some history first: track carries on from it
+        est.update(2.0)
+        est.update(6.0)
+    want = []
+    for x in samples:
+        one.update(x)
+        want.append(one.estimate_mbps())
+    assert many.track(samples).tolist() == want  # exactly, not approximately
+    assert many.estimate_mbps() == one.estimate_mbps()
+    assert make().track([]).size == 0
+
+
+def test_track_rejects_what_update_rejects():
+    for bad in ([1.0, float("nan")], [1.0, -2.0], [True, False], ["1"]):
+        with pytest.raises(GraftInputError):
+            EwmaEstimator().track(bad)
+
+
 # ---------------------------------------------------------------- partition policies
 
 def test_points_by_hand_at_1_mbps():
@@ -239,3 +264,58 @@ def test_real_models_with_server_needed_budget():
     npu = get_device("phone-npu")
     c = choose_partition("neurosurgeon", "mobilenet_v2", npu, 1.0, 1000, 10, need)
     assert c.feasible and c.partition >= get_model("mobilenet_v2").num_blocks // 2
+
+
+# A device that spends no energy: the energy policy ties everywhere and falls to latency.
+FREE = DeviceModel(name="free", peak_flops=1e12, efficiency=0.5, mem_bandwidth=5e10,
+                   kernel_overhead_s=2e-5, active_w=0.0, tx_w=0.0, idle_w=0.0)
+BANDWIDTHS = [0.05, 0.3, 1.0, 1.7, 2.5, 4.0, 9.0, 40.0, 300.0]
+
+
+@pytest.mark.parametrize("model, device, slo", [
+    (TOY, TOY_DEVICE, 30.0), (TOY, TOY_DEVICE, 48.0), (TOY, TOY_DEVICE, 100.0),
+    ("mobilenet_v2", get_device("phone-npu"), 200.0), ("resnet50", get_device("rpi"), 400.0),
+    ("resnet50", FREE, 300.0),
+])
+@pytest.mark.parametrize("policy", ["neurosurgeon", "energy", "fixed"])
+@pytest.mark.parametrize("sizes", [{}, {"activation_bytes_per_value": 1.0, "input_bytes": 900}])
+def test_choose_partitions_equals_choose_partition(model, device, slo, policy, sizes):
+    cost = make_cost_model("analytic:v100")
+    if model is TOY:
+        server, down = _server, DOWN
+    else:
+        def server(m: str, p: int) -> float:
+            return needed_budget_ms(cost, m, p)
+        down = 50.0
+    kw = dict(partition=1 if policy == "fixed" else None, downlink_mbps=down, **sizes)
+    got = choose_partitions(policy, model, device, BANDWIDTHS, slo, RTT, server, **kw)
+    want = [choose_partition(policy, model, device, bw, slo, RTT, server, **kw).partition
+            for bw in BANDWIDTHS]
+    assert got.tolist() == want
+
+
+def test_energy_with_free_device_is_neurosurgeon():
+    cost = make_cost_model("analytic:v100")
+
+    def need(m: str, p: int) -> float:
+        return needed_budget_ms(cost, m, p)
+
+    args = ("resnet50", FREE, BANDWIDTHS, 300.0, RTT, need)
+    assert choose_partitions("energy", *args).tolist() == \
+        choose_partitions("neurosurgeon", *args).tolist()
+
+
+def test_choose_partitions_rejects_bad_bandwidths():
+    for bad in ([1.0, 0.0], [float("nan")], [[1.0]]):
+        with pytest.raises(GraftInputError):
+            choose_partitions("neurosurgeon", TOY, TOY_DEVICE, bad, 100.0, RTT, _server)
+
+
+@pytest.mark.parametrize("sizes", [{}, {"activation_bytes_per_value": 1.0},
+                                   {"input_bytes": 1000.5},
+                                   {"activation_bytes_per_value": 2.5, "input_bytes": 7}])
+def test_upload_bytes_all_equals_upload_bytes(sizes):
+    for spec in (TOY, get_model("resnet50"), get_model("vit_b_16")):
+        got = upload_bytes_all(spec, **sizes)
+        assert got.dtype == np.int64
+        assert got.tolist() == [upload_bytes(spec, p, **sizes) for p in range(spec.num_blocks)]

@@ -305,6 +305,36 @@ def test_packet_split_never_faster_with_duplicates(trace: PacketTrace, packets: 
     assert first + trace.transfer_ms(b, t + first) >= trace.transfer_ms(a + b, t) - 1e-9
 
 
+@settings(max_examples=100, deadline=None)
+@given(trace=st.one_of(rate_traces(), packet_traces(distinct=False)),
+       sizes=st.lists(nbytes, min_size=1, max_size=12),
+       times=st.lists(st.floats(-20_000.0, 50_000.0), min_size=12, max_size=12),
+       window=st.floats(0.5, 5000.0))
+def test_many_equals_one_at_a_time(trace, sizes: list[int], times: list[float],
+                                   window: float) -> None:
+    # exactly equal: the array walks compute the scalar walks' numbers
+    t = times[: len(sizes)]
+    many = trace.transfer_ms_many(np.array(sizes), np.array(t))
+    assert many.tolist() == [trace.transfer_ms(n, x) for n, x in zip(sizes, t)]
+    halves = [n + 0.5 for n in sizes]  # float sizes: whole packets, plain bytes
+    assert trace.transfer_ms_many(halves, t).tolist() == \
+        [trace.transfer_ms(n, x) for n, x in zip(halves, t)]
+    assert trace.rate_mbps_many(times, window).tolist() == \
+        [trace.rate_mbps(x, window) for x in times]
+
+
+def test_many_broadcasts_and_checks_every_entry() -> None:
+    trace = _per_ms(100)
+    assert trace.transfer_ms_many(15_000, [0.0, 5.0, 95.0]).tolist() == [10.0, 10.0, 10.0]
+    assert trace.transfer_ms_many([0, 15_001], 0.0).tolist() == [0.0, 11.0]
+    with pytest.raises(ValueError, match="nbytes"):
+        trace.transfer_ms_many([1, -1], [0.0, 0.0])
+    with pytest.raises(ValueError, match="start_ms"):
+        _const(1.0).transfer_ms_many([1, 1], [0.0, float("inf")])
+    with pytest.raises(ValueError, match="window_ms"):
+        trace.rate_mbps_many([1.0], 0.0)
+
+
 # ------------------------------------------------------------------- generator and writers
 
 

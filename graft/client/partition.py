@@ -34,6 +34,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 
 from graft.client.devices import DeviceModel
 from graft.errors import GraftInputError, UnknownNameError
@@ -100,7 +101,9 @@ def _check_positive(what: str, v: float, *, allow_zero: bool = False) -> None:
 
 @dataclass(frozen=True)
 class _Points:
-    """Every candidate point's predictions, as arrays indexed by ``p = 0..L-1``."""
+    """Every candidate point's predictions at each of ``n`` bandwidths: ``(n, L)`` arrays,
+    row ``i`` for bandwidth ``i``, column ``p`` for point ``p = 0..L-1`` (``head`` and
+    ``server`` do not depend on the bandwidth: one ``(L,)`` row)."""
 
     head: np.ndarray
     upload: np.ndarray
@@ -111,17 +114,18 @@ class _Points:
     feasible: np.ndarray
     energy: np.ndarray
 
-    def choice(self, p: int) -> Choice:
+    def choice(self, row: int, p: int) -> Choice:
+        """Point ``p``'s predictions at bandwidth ``row``."""
         return Choice(
             partition=p,
-            predicted_latency_ms=float(self.latency[p]),
-            server_budget_ms=float(self.budget[p]),
-            feasible=bool(self.feasible[p]),
+            predicted_latency_ms=float(self.latency[row, p]),
+            server_budget_ms=float(self.budget[row, p]),
+            feasible=bool(self.feasible[row, p]),
             device_ms=float(self.head[p]),
-            upload_ms=float(self.upload[p]),
+            upload_ms=float(self.upload[row, p]),
             download_ms=self.download,
             server_ms=float(self.server[p]),
-            energy_mj=float(self.energy[p]),
+            energy_mj=float(self.energy[row, p]),
         )
 
 
@@ -129,21 +133,24 @@ _IN_BYTES: dict[str, tuple[ModelSpec, np.ndarray]] = {}
 
 
 def _in_bytes(spec: ModelSpec) -> np.ndarray:
-    """Bytes uploaded at each point ``p = 0..L-1``, cached per model (checked by identity)."""
+    """Bytes uploaded at each point ``p = 0..L-1`` (int64, read-only), cached per model
+    (checked by identity)."""
     hit = _IN_BYTES.get(spec.name)
     if hit is None or hit[0] is not spec:
-        hit = (spec, np.array([spec.in_bytes(p) for p in range(spec.num_blocks)], dtype=float))
+        raw = np.array([spec.in_bytes(p) for p in range(spec.num_blocks)], dtype=np.int64)
+        raw.setflags(write=False)
+        hit = (spec, raw)
         _IN_BYTES[spec.name] = hit
     return hit[1]
 
 
-def _upload_bytes_all(spec: ModelSpec, activation_bytes_per_value: float,
-                      input_bytes: float | None) -> np.ndarray:
-    """``upload_bytes`` at every point ``p = 0..L-1``."""
+def upload_bytes_all(spec: ModelSpec, *, activation_bytes_per_value: float = FP32_BYTES,
+                     input_bytes: float | None = None) -> np.ndarray:
+    """``upload_bytes`` at every point ``p = 0..L-1`` (int64, not to be written to)."""
     raw = _in_bytes(spec)
     if activation_bytes_per_value == FP32_BYTES and input_bytes is None:
         return raw
-    out = np.ceil(raw * (activation_bytes_per_value / FP32_BYTES))
+    out = np.ceil(raw * (activation_bytes_per_value / FP32_BYTES)).astype(np.int64)
     out[0] = spec.input_bytes if input_bytes is None else math.ceil(input_bytes)
     return out
 
@@ -156,10 +163,24 @@ def check_upload_sizes(activation_bytes_per_value: float, input_bytes: float | N
         _check_positive("input_bytes", input_bytes)
 
 
+def _check_bandwidths(bandwidths_mbps: npt.ArrayLike) -> np.ndarray:
+    """The bandwidths as a 1-d float array; ``GraftInputError`` unless all are finite and
+    > 0."""
+    bw = np.asarray(bandwidths_mbps, dtype=float)
+    if bw.ndim != 1:
+        raise GraftInputError(f"bandwidths_mbps must be 1-d, got shape {bw.shape}",
+                              field="bandwidth_mbps")
+    bad = ~(np.isfinite(bw) & (bw > 0))
+    if bad.any():
+        raise GraftInputError(f"bandwidth_mbps must be finite and > 0, got {bw[bad][0]!r}",
+                              field="bandwidth_mbps")
+    return bw
+
+
 def _points(
     model: str | ModelSpec,
     device: DeviceModel,
-    bandwidth_mbps: float,
+    bandwidths_mbps: np.ndarray,
     slo_ms: float,
     rtt_ms: float,
     server_ms: ServerFn,
@@ -168,7 +189,7 @@ def _points(
     activation_bytes_per_value: float = FP32_BYTES,
     input_bytes: float | None = None,
 ) -> _Points:
-    _check_positive("bandwidth_mbps", bandwidth_mbps)
+    """Predictions at each of the (checked) ``bandwidths_mbps``."""
     check_upload_sizes(activation_bytes_per_value, input_bytes)
     _check_positive("slo_ms", slo_ms)
     _check_positive("rtt_ms", rtt_ms, allow_zero=True)
@@ -178,8 +199,9 @@ def _points(
     points = range(spec.num_blocks)
     down = transfer_ms(result_bytes(spec), downlink_mbps)
     head = np.asarray(device.head_ms_all(spec)[: spec.num_blocks])
-    up = 8.0 * _upload_bytes_all(spec, activation_bytes_per_value, input_bytes) / (
-        bandwidth_mbps * 1e3)
+    sent = upload_bytes_all(spec, activation_bytes_per_value=activation_bytes_per_value,
+                            input_bytes=input_bytes)
+    up = 8.0 * sent / (bandwidths_mbps[:, None] * 1e3)
     budget = slo_ms - head - up - down - rtt_ms
     server = np.array([float(server_ms(spec.name, p)) for p in points])
     need = server if need_fn is server_ms else np.array(
@@ -204,30 +226,37 @@ def evaluate_points(
     input_bytes: float | None = None,
 ) -> tuple[Choice, ...]:
     """The prediction for every point ``p`` in ``0..L-1``, in order of ``p``."""
-    pts = _points(model, device, bandwidth_mbps, slo_ms, rtt_ms, server_ms, needed_ms,
-                  downlink_mbps, activation_bytes_per_value, input_bytes)
-    return tuple(pts.choice(p) for p in range(len(pts.head)))
+    _check_positive("bandwidth_mbps", bandwidth_mbps)
+    pts = _points(model, device, np.array([bandwidth_mbps], dtype=float), slo_ms, rtt_ms,
+                  server_ms, needed_ms, downlink_mbps, activation_bytes_per_value, input_bytes)
+    return tuple(pts.choice(0, p) for p in range(len(pts.head)))
 
 
-def _fastest(pts: _Points, among: np.ndarray) -> int:
-    """The point of least predicted latency among ``among`` (ties: the smaller p)."""
-    return int(np.argmin(np.where(among, pts.latency, np.inf)))
+def _fastest(pts: _Points, among: np.ndarray) -> np.ndarray:
+    """Per row, the point of least predicted latency among ``among`` (ties: the smaller p)."""
+    return np.argmin(np.where(among, pts.latency, np.inf), axis=1)
 
 
-def _neurosurgeon(pts: _Points, fixed: int | None) -> int:
-    ok = pts.feasible if pts.feasible.any() else np.ones_like(pts.feasible)
-    return _fastest(pts, ok)
+def _no_feasible(pts: _Points) -> np.ndarray:
+    """``(n, 1)``: whether row ``i`` has no feasible point."""
+    return ~pts.feasible.any(axis=1, keepdims=True)
 
 
-def _energy(pts: _Points, fixed: int | None) -> int:
-    if not pts.feasible.any():
-        return _fastest(pts, np.ones_like(pts.feasible))
-    idx = np.flatnonzero(pts.feasible)
-    # least energy, then least latency, then the smaller p
-    return int(idx[np.lexsort((idx, pts.latency[idx], pts.energy[idx]))[0]])
+def _neurosurgeon(pts: _Points, fixed: int | None) -> np.ndarray:
+    """Least latency among feasible points; a row with none: least latency of all."""
+    return _fastest(pts, pts.feasible | _no_feasible(pts))
 
 
-def _fixed(pts: _Points, fixed: int | None) -> int:
+def _energy(pts: _Points, fixed: int | None) -> np.ndarray:
+    """Least energy among feasible points, then least latency, then the smaller p; a row
+    with no feasible point: least latency of all."""
+    least = np.where(pts.feasible, pts.energy, np.inf).min(axis=1, keepdims=True)
+    cheapest = pts.feasible & (pts.energy == least)
+    return _fastest(pts, cheapest | _no_feasible(pts))
+
+
+def _fixed(pts: _Points, fixed: int | None) -> np.ndarray:
+    """``fixed`` in every row."""
     if fixed is None or isinstance(fixed, bool) or not isinstance(fixed, int):
         raise GraftInputError(f"policy 'fixed' needs an integer partition, got {fixed!r}",
                               field="partition")
@@ -235,10 +264,11 @@ def _fixed(pts: _Points, fixed: int | None) -> int:
         raise GraftInputError(
             f"partition must be in 0..{len(pts.head) - 1}, got {fixed}", field="partition"
         )
-    return fixed
+    return np.full(len(pts.upload), fixed)
 
 
-Policy = Callable[[_Points, int | None], int]
+#: A policy: the point it picks in each row of the predictions (the ``fixed`` point given).
+Policy = Callable[[_Points, int | None], np.ndarray]
 
 #: Partition policies by name.
 POLICIES: dict[str, Policy] = {
@@ -272,10 +302,11 @@ def choose_partition(
 ) -> Choice:
     """The point ``policy`` picks; ``partition`` is the point of the ``fixed`` policy.
     ``activation_bytes_per_value`` and ``input_bytes`` size the upload (``upload_bytes``)."""
+    _check_positive("bandwidth_mbps", bandwidth_mbps)
     pick = get_policy(policy)
-    pts = _points(model, device, bandwidth_mbps, slo_ms, rtt_ms, server_ms, needed_ms,
-                  downlink_mbps, activation_bytes_per_value, input_bytes)
-    choice = pts.choice(pick(pts, partition))
+    pts = _points(model, device, np.array([bandwidth_mbps], dtype=float), slo_ms, rtt_ms,
+                  server_ms, needed_ms, downlink_mbps, activation_bytes_per_value, input_bytes)
+    choice = pts.choice(0, int(pick(pts, partition)[0]))
     if not choice.feasible:
         logger.debug(
             "%s on %s: no feasible point at %.3f Mbit/s, SLO %.1f ms; p=%d predicts %.1f ms",
@@ -283,3 +314,32 @@ def choose_partition(
             choice.predicted_latency_ms,
         )
     return choice
+
+
+def choose_partitions(
+    policy: str,
+    model: str | ModelSpec,
+    device: DeviceModel,
+    bandwidths_mbps: npt.ArrayLike,
+    slo_ms: float,
+    rtt_ms: float,
+    server_ms: ServerFn,
+    *,
+    needed_ms: ServerFn | None = None,
+    partition: int | None = None,
+    downlink_mbps: float = DEFAULT_DOWNLINK_MBPS,
+    activation_bytes_per_value: float = FP32_BYTES,
+    input_bytes: float | None = None,
+) -> np.ndarray:
+    """``choose_partition(...).partition`` at each bandwidth of ``bandwidths_mbps`` (1-d), as
+    an int array, from one pass over all the predictions."""
+    bw = _check_bandwidths(bandwidths_mbps)
+    pick = get_policy(policy)
+    pts = _points(model, device, bw, slo_ms, rtt_ms, server_ms, needed_ms, downlink_mbps,
+                  activation_bytes_per_value, input_bytes)
+    chosen = pick(pts, partition)
+    infeasible = int(np.count_nonzero(~pts.feasible[np.arange(bw.size), chosen]))
+    if infeasible:
+        logger.debug("%s on %s: no feasible point at %d of %d bandwidths (SLO %.1f ms)",
+                     policy, device.name, infeasible, bw.size, slo_ms)
+    return chosen

@@ -37,7 +37,7 @@ import logging
 import math
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 import numpy as np
 
@@ -47,10 +47,10 @@ from graft.client.partition import (
     DEFAULT_DOWNLINK_MBPS,
     FP32_BYTES,
     check_upload_sizes,
-    choose_partition,
+    choose_partitions,
     result_bytes,
     transfer_ms,
-    upload_bytes,
+    upload_bytes_all,
 )
 from graft.cost.base import CostModel
 from graft.models.catalog import get_model
@@ -130,6 +130,10 @@ class ClientRequest:
         return self.budget_ms > 0
 
 
+#: ``ClientRequest``'s fields after ``client`` and ``model``, in order: the per-request arrays.
+_COLUMNS = tuple(f.name for f in fields(ClientRequest))[2:]
+
+
 @dataclass(frozen=True)
 class Observation:
     """``observed_workload``'s answer: the flows to plan for, and requests left out."""
@@ -150,36 +154,47 @@ def _needed(cost: CostModel) -> Callable[[str, int], float]:
     return need
 
 
-def _client_requests(c: ClientSpec, need: Callable[[str, int], float], duration_s: float,
-                     rng: np.random.Generator) -> list[ClientRequest]:
+def _make_estimator(name: str) -> BandwidthEstimator:
+    try:
+        return ESTIMATORS[name]()
+    except KeyError:
+        raise ValueError(f"estimator must be one of {list(ESTIMATORS)}, got {name!r}") from None
+
+
+def _client_columns(c: ClientSpec, need: Callable[[str, int], float], duration_s: float,
+                    rng: np.random.Generator) -> dict[str, np.ndarray] | None:
+    """The client's requests as one array per field of ``_COLUMNS``, in send order (steps
+    1-5 of the module docstring, each for all its send times at once); None when it sends
+    nothing."""
     spec = get_model(c.model)
     device = get_device(c.device)
-    try:
-        est = ESTIMATORS[c.estimator]()
-    except KeyError:
-        raise ValueError(f"estimator must be one of {list(ESTIMATORS)}, "
-                         f"got {c.estimator!r}") from None
+    est = _make_estimator(c.estimator)
     download = transfer_ms(result_bytes(spec), c.downlink_mbps)
-    out = []
-    for t in times_at_rate_ms(c.rate, duration_s, rng, c.arrivals):
-        send = float(t)
-        est.update(c.trace.rate_mbps(send, SAMPLE_WINDOW_MS))
-        bw = est.estimate_mbps()
-        choice = choose_partition(c.policy, spec, device, bw, c.slo_ms, c.rtt_ms, need,
-                                  partition=c.partition, downlink_mbps=c.downlink_mbps,
-                                  activation_bytes_per_value=c.activation_bytes_per_value,
-                                  input_bytes=c.input_bytes)
-        p = choice.partition
-        head = device.head_ms(spec, p)
-        sent = upload_bytes(spec, p, activation_bytes_per_value=c.activation_bytes_per_value,
-                            input_bytes=c.input_bytes)
-        upload = c.trace.transfer_ms(sent, send + head)
-        out.append(ClientRequest(
-            client=c.id, model=c.model, partition=p, send_ms=send,
-            arrival_ms=send + head + upload + c.rtt_ms / 2.0,
-            budget_ms=c.slo_ms - head - upload - download - c.rtt_ms,
-            head_ms=head, upload_ms=upload, estimate_mbps=bw))
-    return out
+    send = times_at_rate_ms(c.rate, duration_s, rng, c.arrivals)
+    if not send.size:
+        return None
+    bw = est.track(c.trace.rate_mbps_many(send, SAMPLE_WINDOW_MS))
+    p = choose_partitions(c.policy, spec, device, bw, c.slo_ms, c.rtt_ms, need,
+                          partition=c.partition, downlink_mbps=c.downlink_mbps,
+                          activation_bytes_per_value=c.activation_bytes_per_value,
+                          input_bytes=c.input_bytes)
+    head = np.asarray(device.head_ms_all(spec))[p]
+    sent = upload_bytes_all(spec, activation_bytes_per_value=c.activation_bytes_per_value,
+                            input_bytes=c.input_bytes)[p]
+    upload = c.trace.transfer_ms_many(sent, send + head)
+    return {"partition": p, "send_ms": send,
+            "arrival_ms": send + head + upload + c.rtt_ms / 2.0,
+            "budget_ms": c.slo_ms - head - upload - download - c.rtt_ms,
+            "head_ms": head, "upload_ms": upload, "estimate_mbps": bw}
+
+
+def _requests(clients: Sequence[ClientSpec], owner: np.ndarray,
+              columns: dict[str, np.ndarray]) -> list[ClientRequest]:
+    """One ``ClientRequest`` per entry: client ``owner[i]``, fields from ``columns``."""
+    ids = [c.id for c in clients]
+    models = [c.model for c in clients]
+    rows = zip(owner.tolist(), *(columns[f].tolist() for f in _COLUMNS), strict=True)
+    return [ClientRequest(ids[k], models[k], *values) for k, *values in rows]
 
 
 def generate_requests(clients: Sequence[ClientSpec], cost: CostModel, *, duration_s: float,
@@ -194,13 +209,20 @@ def generate_requests(clients: Sequence[ClientSpec], cost: CostModel, *, duratio
         raise ValueError("client ids must be unique")
     need = _needed(cost)
     seqs = np.random.SeedSequence(seed).spawn(len(clients))
-    keyed = []
+    parts, owners = [], []
     for k, (c, sq) in enumerate(zip(clients, seqs, strict=True)):
-        reqs = _client_requests(c, need, duration_s, np.random.default_rng(sq))
-        keyed += [(r.arrival_ms, k, r.send_ms, r) for r in reqs]
-        log.debug("client %s: %d requests", c.id, len(reqs))
-    keyed.sort(key=lambda x: x[:3])
-    return [x[3] for x in keyed]
+        cols = _client_columns(c, need, duration_s, np.random.default_rng(sq))
+        n = 0 if cols is None else cols["send_ms"].size
+        log.debug("client %s: %d requests", c.id, n)
+        if cols is not None:
+            parts.append(cols)
+            owners.append(np.full(n, k))
+    if not parts:
+        return []
+    columns = {f: np.concatenate([cols[f] for cols in parts]) for f in _COLUMNS}
+    owner = np.concatenate(owners)
+    order = np.lexsort((columns["send_ms"], owner, columns["arrival_ms"]))
+    return _requests(clients, owner[order], {f: v[order] for f, v in columns.items()})
 
 
 def budget_class(budget_ms: float, need_ms: float, ratio: float = BUDGET_CLASS_RATIO) -> int:

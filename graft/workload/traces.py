@@ -11,6 +11,8 @@ Both loop, as ``mm-link`` loops a trace: the trace is periodic with period ``dur
 on the whole time line. ``transfer_ms(nbytes, start_ms)`` walks the trace from ``start_ms``
 (delivery opportunities for packets, the integral of the rate for rates), wrapping around the
 end as often as needed, in O(log n) time whatever the size of the transfer.
+``transfer_ms_many`` and ``rate_mbps_many`` are the same walks for arrays of transfers and
+times, one numpy pass for all of them (what the simulator's clients use per request).
 
 Readers (``read_mahimahi``, ``read_rate_csv``, ``read_iperf_csv``, ``load_trace``) raise
 :class:`graft.errors.GraftInputError` naming the file and the line for every malformed input.
@@ -47,6 +49,21 @@ def _check_transfer_args(nbytes: float, start_ms: float) -> None:
         raise ValueError(f"nbytes must be >= 0, got {nbytes!r}")
     if not math.isfinite(start_ms):
         raise ValueError(f"start_ms must be finite, got {start_ms!r}")
+
+
+def _transfer_arrays(nbytes: npt.ArrayLike, start_ms: npt.ArrayLike,
+                     dtype: type | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """``nbytes`` (as ``dtype``, default kept) and ``start_ms`` (float) broadcast together,
+    checked as ``_check_transfer_args`` checks one transfer."""
+    n = np.asarray(nbytes, dtype=dtype)
+    start = np.asarray(start_ms, dtype=float)
+    bad = ~(n >= 0)
+    if bad.any():
+        raise ValueError(f"nbytes must be >= 0, got {n[bad].flat[0]!r}")
+    if not np.isfinite(start).all():
+        raise ValueError(f"start_ms must be finite, got {start[~np.isfinite(start)].flat[0]!r}")
+    n, start = np.broadcast_arrays(n, start)
+    return n, start
 
 
 def _split_period(t: float, period: float) -> tuple[int, float]:
@@ -103,16 +120,26 @@ class BandwidthTrace(ABC):
     def transfer_ms(self, nbytes: int, start_ms: float) -> float:
         """Time to push ``nbytes`` through the link, starting at ``start_ms``."""
 
+    @abstractmethod
+    def transfer_ms_many(self, nbytes: npt.ArrayLike, start_ms: npt.ArrayLike) -> np.ndarray:
+        """``transfer_ms`` of each (``nbytes``, ``start_ms``) pair (broadcast together), each
+        transfer on its own (they do not share the link)."""
+
     def mean_mbps(self) -> float:
         """Mean rate over one period, Mbit/s."""
         return self.period_bytes / (self.duration_ms * BYTES_PER_MS_PER_MBPS)
 
     def rate_mbps(self, t_ms: float, window_ms: float = 1000.0) -> float:
         """Throughput over the window ``(t - window, t]``, Mbit/s (what an estimator sees)."""
+        return float(self.rate_mbps_many(t_ms, window_ms))
+
+    def rate_mbps_many(self, t_ms: npt.ArrayLike, window_ms: float = 1000.0) -> np.ndarray:
+        """``rate_mbps`` at each time of ``t_ms``, Mbit/s."""
         if not window_ms > 0:
             raise ValueError(f"window_ms must be > 0, got {window_ms!r}")
-        got = self.delivered_bytes(np.array([t_ms - window_ms, t_ms], dtype=float))
-        return float(got[1] - got[0]) / (window_ms * BYTES_PER_MS_PER_MBPS)
+        t = np.asarray(t_ms, dtype=float)
+        got = self.delivered_bytes(t) - self.delivered_bytes(t - window_ms)
+        return got / (window_ms * BYTES_PER_MS_PER_MBPS)
 
     def binned_mbps(self, bin_ms: float = 1000.0) -> np.ndarray:
         """Throughput in consecutive bins over one period, Mbit/s (a last partial bin is
@@ -179,12 +206,24 @@ class PacketTrace(BandwidthTrace):
         k, r = divmod(j - 1, self._n)
         return float(k * self._period + int(self.timestamps_ms[r]))
 
+    def _count_upto_many(self, t_ms: np.ndarray) -> np.ndarray:
+        """``_count_upto`` of each time (int64)."""
+        k, x = _split_period_array(t_ms, float(self._period))
+        return k.astype(np.int64) * self._n + np.searchsorted(self.timestamps_ms, x,
+                                                              side="right")
+
+    def _time_of_many(self, j: np.ndarray) -> np.ndarray:
+        """``_time_of`` of each opportunity number (int64 in, float out)."""
+        k, r = np.divmod(j - 1, self._n)
+        return (k * self._period + self.timestamps_ms[r]).astype(float)
+
     def delivered_bytes(self, t_ms: npt.ArrayLike) -> np.ndarray:
         k, x = _split_period_array(np.asarray(t_ms, dtype=float), float(self._period))
         counts = k * self._n + np.searchsorted(self.timestamps_ms, x, side="right")
         return counts * float(self.packet_bytes)
 
     def transfer_ms(self, nbytes: int, start_ms: float) -> float:
+        """Walks the opportunities in Python integers, so any size of ``nbytes`` is exact."""
         _check_transfer_args(nbytes, start_ms)
         if nbytes == 0:
             return 0.0
@@ -193,6 +232,16 @@ class PacketTrace(BandwidthTrace):
         else:
             packets = math.ceil(nbytes / self.packet_bytes)
         return self._time_of(self._count_upto(start_ms) + packets) - start_ms
+
+    def transfer_ms_many(self, nbytes: npt.ArrayLike, start_ms: npt.ArrayLike) -> np.ndarray:
+        """Opportunity numbers are int64, so a transfer must stay below about 1e22 bytes."""
+        n, start = _transfer_arrays(nbytes, start_ms)
+        if n.dtype.kind in "iu":
+            packets = -(-n.astype(np.int64) // self.packet_bytes)
+        else:
+            packets = np.ceil(n / self.packet_bytes).astype(np.int64)
+        done = self._time_of_many(self._count_upto_many(start) + packets) - start
+        return np.where(n == 0, 0.0, done)
 
 
 class RateTrace(BandwidthTrace):
@@ -280,10 +329,12 @@ class RateTrace(BandwidthTrace):
 
     def transfer_ms(self, nbytes: int, start_ms: float) -> float:
         _check_transfer_args(nbytes, start_ms)
-        if nbytes == 0:
-            return 0.0
-        start_bytes = float(self.delivered_bytes(start_ms))
-        return max(0.0, float(self.time_at_bytes(start_bytes + float(nbytes))) - start_ms)
+        return float(self.transfer_ms_many(float(nbytes), start_ms))
+
+    def transfer_ms_many(self, nbytes: npt.ArrayLike, start_ms: npt.ArrayLike) -> np.ndarray:
+        n, start = _transfer_arrays(nbytes, start_ms, dtype=float)
+        done = self.time_at_bytes(self.delivered_bytes(start) + n) - start
+        return np.where((n == 0) | ~(done > 0.0), 0.0, done)  # as max(0.0, done)
 
 
 # ---------------------------------------------------------------------------------- readers
