@@ -128,6 +128,7 @@ BAD_FILES = [
     ("d.up", "1.5\n2\n", 1, "integer"),
     ("e.up", "-1\n2\n", 1, "integer"),
     ("f.up", "0\n0\n", 2, "must be > 0"),
+    ("g.up", "1\n99999999999999999999\n", None, "64-bit"),
     ("empty.up", "", None, "empty"),
     ("blank.csv", "\n\n  \n", None, "empty"),
     ("r1.csv", "0,1\n1,-2\n", 2, "negative rate"),

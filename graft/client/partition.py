@@ -24,6 +24,9 @@ Policies (``POLICIES``): ``neurosurgeon`` (least predicted latency among feasibl
 ``energy`` (least device energy among feasible points, ties by latency) and ``fixed`` (always the
 given point). When no point is feasible, ``neurosurgeon`` and ``energy`` return the point of least
 predicted latency with ``feasible=False``; the simulator counts such requests as misses.
+
+``choose_partitions`` picks at many bandwidths at once: the predictions are ``(bandwidths x
+points)`` arrays and each policy picks per row; ``choose_partition`` is its one-row case.
 """
 
 from __future__ import annotations

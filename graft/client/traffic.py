@@ -17,6 +17,9 @@ from a seeded phase) over ``duration_s``. At send time ``t`` it
    ``download = 8 * out_bytes(last block) / (downlink_mbps * 1e3)``.
 
 A client's uploads do not share its link with each other (each walks the whole trace).
+Each step runs for all of a client's send times at once (``rate_mbps_many``, the estimator's
+``track``, ``choose_partitions``, ``transfer_ms_many``) and gives exactly the numbers of the
+per-request calls above.
 
 ``observed_workload``: the flows a planner should plan for, from the requests that reach the
 server in a time window. Requests are grouped by (model, partition, budget class); the class

@@ -234,7 +234,7 @@ class PacketTrace(BandwidthTrace):
         return self._time_of(self._count_upto(start_ms) + packets) - start_ms
 
     def transfer_ms_many(self, nbytes: npt.ArrayLike, start_ms: npt.ArrayLike) -> np.ndarray:
-        """Opportunity numbers are int64, so a transfer must stay below about 1e22 bytes."""
+        """Bytes and opportunity numbers are int64: transfers below about 9e18 bytes."""
         n, start = _transfer_arrays(nbytes, start_ms)
         if n.dtype.kind in "iu":
             packets = -(-n.astype(np.int64) // self.packet_bytes)
@@ -403,18 +403,16 @@ def _trace_name(path: str | Path) -> str:
 def read_mahimahi(path: str | Path, *, packet_bytes: int = PACKET_BYTES) -> PacketTrace:
     """Read a Mahimahi packet-delivery trace: one integer ms timestamp per line."""
     lines = _read_lines(path)
-    arr = np.array(lines)
-    stripped = np.char.strip(arr)
-    ok = np.char.isdecimal(stripped)
-    if not ok.all():
-        i = int(np.flatnonzero(~ok)[0])
-        shown = lines[i].strip()
-        what = "empty line" if not shown else f"not a non-negative integer ms timestamp: {shown!r}"
+    stripped = [line.strip() for line in lines]
+    if not all(map(str.isdecimal, stripped)):
+        i = next(i for i, s in enumerate(stripped) if not s.isdecimal())
+        what = ("empty line" if not stripped[i]
+                else f"not a non-negative integer ms timestamp: {stripped[i]!r}")
         raise _error(path, i + 1, f"{what} (Mahimahi trace: one integer ms timestamp per line)")
     try:
-        ts = stripped.astype(np.int64)
-    except (ValueError, OverflowError):
-        raise _error(path, None, "timestamps are not plain integers") from None
+        ts = np.array(list(map(int, stripped)), dtype=np.int64)
+    except OverflowError:
+        raise _error(path, None, "a timestamp does not fit a 64-bit integer") from None
     down = np.flatnonzero(np.diff(ts) < 0)
     if down.size:
         i = int(down[0]) + 1
