@@ -158,6 +158,7 @@ def _needed(cost: CostModel) -> Callable[[str, int], float]:
 
 
 def _make_estimator(name: str) -> BandwidthEstimator:
+    """A fresh estimator of the kind named (``ESTIMATORS``); ValueError for others."""
     try:
         return ESTIMATORS[name]()
     except KeyError:
