@@ -179,6 +179,32 @@ def reference_serve(plan: Plan, arrivals: list[ServerArrival], cost, *, seed: in
             for s, d in zip(state, done, strict=True)]
 
 
+def reference_summarize(requests) -> dict:
+    """``summarize`` written plainly: counts, attainment, percentiles, per flow and model."""
+    def attainment(reqs):
+        on_time = sum(r.on_time for r in reqs)
+        return {"requests": len(reqs), "on_time": on_time,
+                "slo_attainment": on_time / len(reqs) if reqs else 1.0}
+
+    def by(key):
+        groups = defaultdict(list)
+        for r in requests:
+            groups[key(r)].append(r)
+        return {k: attainment(v) for k, v in sorted(groups.items())}
+
+    done = [r for r in requests if r.state.value == "completed"]
+    lat = np.array([r.latency_ms for r in done])
+    out = attainment(requests)
+    out.update({
+        "completed": len(done), "late": len(done) - out["on_time"],
+        "dropped": sum(r.state.value == "dropped" for r in requests),
+        "rejected": sum(r.state.value == "rejected" for r in requests),
+        "p50_ms": float(np.percentile(lat, 50)) if lat.size else None,
+        "p99_ms": float(np.percentile(lat, 99)) if lat.size else None,
+        "per_flow": by(lambda r: r.flow), "per_model": by(lambda r: r.model)})
+    return out
+
+
 # ------------------------------------------------------------------ cases
 
 
@@ -249,6 +275,7 @@ def assert_same(plan: Plan, arrivals: list[ServerArrival], cost, **kw) -> None:
             assert req.completion_ms is None or st != "completed"
         else:
             assert req.completion_ms == pytest.approx(done, abs=1e-9, rel=0), (req.id, kw)
+    assert got.metrics == reference_summarize(got.requests)
 
 
 @pytest.mark.parametrize("name", sorted(HAND))

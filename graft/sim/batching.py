@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from itertools import repeat
 from typing import Generic, Protocol, TypeVar
 
 
@@ -33,7 +34,12 @@ def take_batch(queue: deque[T], size: int, now_ms: float, drop_late: bool = Fals
                ) -> tuple[list[T], list[T]]:
     """Pop up to ``size`` items FIFO from ``queue``: (the batch, the items dropped as late)."""
     if not drop_late:
-        return [queue.popleft() for _ in range(min(size, len(queue)))], []
+        if len(queue) <= size:
+            batch = list(queue)
+            queue.clear()
+        else:
+            batch = list(map(deque.popleft, repeat(queue, size)))  # size pops, in C
+        return batch, []
     batch: list[T] = []
     dropped: list[T] = []
     while queue and len(batch) < size:
@@ -86,8 +92,14 @@ class Executor(Generic[T]):
 
     def next_turn(self, now_ms: float, drop_late: bool = False) -> Turn[T]:
         """The next batch, round-robin over members from where the last turn stopped."""
-        dropped: list[T] = []
         n = len(self.members)
+        if n == 1:  # a plain replica: no turns to take
+            stage = self.members[0]
+            items, dropped = take_batch(self.queues[stage], self.batches[stage], now_ms,
+                                        drop_late)
+            self.queued -= len(items) + len(dropped)
+            return Turn(stage if items else None, items, dropped)
+        dropped = []
         for k in range(n):
             i = (self._turn + k) % n
             stage = self.members[i]

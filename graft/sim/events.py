@@ -1,6 +1,6 @@
-"""The simulator's events, as the handlers of ``ServerState``: a request arriving at the
-server, a batch starting and ending on an executor, and a request moving on to the next stage
-of its route (a request leaving its last stage completes with its batch's end).
+"""The simulator's events, as the handlers of ``ServerState``: a request reaching a stage
+(its first: it arrives at the server), and a batch starting and ending on an executor (a
+request leaving its last stage completes with its batch's end).
 
 Only terminal states are written (COMPLETED, DROPPED, REJECTED); a request in flight keeps
 ARRIVED, since nothing reads the states in between.
@@ -36,22 +36,16 @@ class ServerState:
     drop_late: bool = False
     forward_ms: float = 0.0
 
-    def arrive(self, req: Request) -> None:
-        """A request reaches the server; a flow without a route is rejected."""
+    def reach(self, req: Request) -> None:
+        """A request reaches the next stage of its route (the first: it arrives at the
+        server) and joins the shortest queue among the stage's executors (queued plus in
+        flight, the first on ties), waking the executor if it is idle; a flow without a
+        route is rejected."""
         route = self.routes.get(req.flow)
         if route is None:
             req.state = REJECTED
-        else:
-            self._enqueue(req, route[0])
-
-    def forward(self, req: Request) -> None:
-        """A request's activation reaches the next stage of its route."""
-        self._enqueue(req, self.routes[req.flow][req.stage_index])
-
-    def _enqueue(self, req: Request, hop: Hop) -> None:
-        """Queue ``req`` at one of the hop's executors, join-shortest-queue (queued plus in
-        flight, the first on ties); wake the executor if it is idle."""
-        stage, executors = hop
+            return
+        stage, executors = route[req.stage_index]
         ex = executors[0] if len(executors) == 1 else min(executors, key=Executor.load)
         ex.enqueue(stage, req)
         if not ex.busy:
@@ -61,6 +55,9 @@ class ServerState:
     def start(self, ex: Executor[Request]) -> None:
         """An executor forms its next batch, or goes idle when every member queue is
         empty."""
+        if not ex.queued:
+            ex.busy = False
+            return
         loop = self.loop
         turn = ex.next_turn(loop.now_ms, self.drop_late)
         for req in turn.dropped:
@@ -83,7 +80,7 @@ class ServerState:
         for req in items:
             req.stage_index += 1
             if req.stage_index < len(routes[req.flow]):
-                loop.schedule(now + self.forward_ms, self.forward, req)
+                loop.schedule(now + self.forward_ms, self.reach, req)
             else:
                 req.state = COMPLETED
                 req.completion_ms = now

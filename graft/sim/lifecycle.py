@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
+import numpy as np
+
 #: Tolerance for "on time": float sums of stage times may overshoot a deadline by rounding.
 ON_TIME_EPS_MS = 1e-9
 
@@ -29,7 +31,7 @@ class RequestState(Enum):
         return self in (RequestState.COMPLETED, RequestState.DROPPED, RequestState.REJECTED)
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Request:
     """One request of one flow; times are server-side milliseconds."""
 
@@ -56,3 +58,8 @@ class Request:
     def on_time(self) -> bool:
         return (self.state is RequestState.COMPLETED and self.completion_ms is not None
                 and self.completion_ms <= self.deadline_ms + ON_TIME_EPS_MS)
+
+
+def on_time_mask(completion_ms: np.ndarray, deadline_ms: np.ndarray) -> np.ndarray:
+    """``Request.on_time`` over arrays: ``completion_ms`` is NaN where not completed."""
+    return completion_ms <= deadline_ms + ON_TIME_EPS_MS

@@ -40,11 +40,12 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 
 from graft.client.partition import result_bytes, transfer_ms
-from graft.client.traffic import ClientRequest, generate_requests, route_requests
+from graft.client.traffic import ClientRequest, generate_requests, route_columns
 from graft.cost.base import CostModel
 from graft.cost.registry import make_cost_model
 from graft.models.catalog import get_model
@@ -114,6 +115,19 @@ class _Outcome:
 
 
 @dataclass(frozen=True)
+class _Columns:
+    """The scenario's requests as arrays, in request order."""
+
+    arrival_ms: np.ndarray
+    send_ms: np.ndarray
+    #: download + rtt / 2 of each request's client (ms).
+    return_ms: np.ndarray
+    #: index into ``models``
+    model: np.ndarray
+    models: list[str]
+
+
+@dataclass(frozen=True)
 class _Context:
     scenario: Scenario
     cost: CostModel
@@ -122,30 +136,53 @@ class _Context:
     return_ms: dict[str, float]
     seed: int
 
+    @cached_property
+    def columns(self) -> _Columns:
+        reqs = self.requests
+        models = sorted({r.model for r in reqs})
+        code = {m: k for k, m in enumerate(models)}
+        return _Columns(
+            arrival_ms=np.array([r.arrival_ms for r in reqs], dtype=float),
+            send_ms=np.array([r.send_ms for r in reqs], dtype=float),
+            return_ms=np.array([self.return_ms[r.client] for r in reqs], dtype=float),
+            model=np.array([code[r.model] for r in reqs], dtype=np.intp), models=models)
+
+
+def _count_by_model(out: _Outcome, cols: _Columns, model: np.ndarray,
+                    on_time: np.ndarray) -> None:
+    """Add the requests of ``model`` (codes) and those of them on time to ``out.by_model``."""
+    total = np.bincount(model, minlength=len(cols.models))
+    hits = np.bincount(model, weights=on_time, minlength=len(cols.models))
+    for k in np.flatnonzero(total).tolist():
+        counts = out.by_model[cols.models[k]]
+        counts[0] += int(hits[k])
+        counts[1] += int(total[k])
+
 
 def _serve(ctx: _Context, ep: _Epoch, index: int, out: _Outcome) -> None:
     """Simulate the epoch's requests on its plan; set when it stops holding GPUs."""
-    reqs = [r for r in ctx.requests if ep.start_ms <= r.arrival_ms < ep.end_ms]
+    cols = ctx.columns
+    at = np.flatnonzero((cols.arrival_ms >= ep.start_ms) & (cols.arrival_ms < ep.end_ms))
     last_done = 0.0
     if ep.cand.plan is None:
-        out.states[RequestState.REJECTED] += len(reqs)
-        for r in reqs:
-            out.by_model[r.model][1] += 1
-    elif reqs:
-        arrivals = route_requests(reqs, ep.cand.plan, ep.cand.workload)
+        out.states[RequestState.REJECTED] += len(at)
+        _count_by_model(out, cols, cols.model[at], np.zeros(len(at)))
+    elif len(at):
+        reqs = [ctx.requests[i] for i in at.tolist()]
+        arrivals = route_columns(reqs, ep.cand.plan, ep.cand.workload)
         res = simulate_requests(ep.cand.plan, arrivals, ctx.cost, seed=ctx.seed + index,
                                 jitter=ctx.scenario.jitter)
-        for sreq, creq in zip(res.requests, reqs, strict=True):
-            out.states[sreq.state] += 1
-            counts = out.by_model[creq.model]
-            counts[1] += 1
-            if sreq.on_time:
-                out.on_time += 1
-                counts[0] += 1
-            if sreq.state is RequestState.COMPLETED and sreq.completion_ms is not None:
-                last_done = max(last_done, sreq.completion_ms)
-                out.latencies.append(sreq.completion_ms - creq.send_ms
-                                     + ctx.return_ms[creq.client])
+        o = res.outcomes
+        for state, mask in ((RequestState.COMPLETED, o.completed),
+                            (RequestState.DROPPED, o.dropped),
+                            (RequestState.REJECTED, o.rejected)):
+            out.states[state] += int(mask.sum())
+        out.on_time += int(o.on_time.sum())
+        _count_by_model(out, cols, cols.model[at], o.on_time)
+        done, of = o.completion_ms[o.completed], at[o.completed]
+        if done.size:
+            last_done = max(last_done, float(done.max()))
+        out.latencies += (done - cols.send_ms[of] + cols.return_ms[of]).tolist()
     end = ep.end_ms if math.isfinite(ep.end_ms) else ctx.scenario.duration_s * 1000.0
     ep.hold_end_ms = max(end, last_done)
 

@@ -25,6 +25,7 @@ import logging
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -35,7 +36,7 @@ from graft.sim.batching import Executor
 from graft.sim.engine import EventLoop
 from graft.sim.events import Hop, ServerState
 from graft.sim.lifecycle import Request, RequestState
-from graft.sim.metrics import summarize
+from graft.sim.metrics import Outcomes, outcomes, summarize
 from graft.workload.flows import Flow, Workload
 
 log = logging.getLogger(__name__)
@@ -48,7 +49,7 @@ JITTER_BLOCK = 1024
 
 
 class BatchTimes:
-    """``batch_ms(stage, n)``: the execution time of a batch of ``n`` in ``stage``,
+    """``ms(stage, n)``: the execution time of a batch of ``n`` in ``stage``,
     ``cost.latency_ms`` (at share 1.0 in a temporal plan, else the stage's run share; each
     (stage, n) computed once) times ``max(0.5, 1 + jitter * N(0, 1))`` with one draw per
     batch. The normals are drawn ``JITTER_BLOCK`` at a time, which gives the same numbers
@@ -64,7 +65,8 @@ class BatchTimes:
         self._factors: list[float] = []
         self._next = 0
 
-    def __call__(self, stage: str, n: int) -> float:
+    def ms(self, stage: str, n: int) -> float:
+        """The time of one batch of ``n`` in ``stage``, ms."""
         row = self._table[stage]
         base = row[n]
         if base is None:
@@ -86,12 +88,24 @@ class BatchTimes:
 
 @dataclass
 class Result:
-    """Every request of a run, each in its terminal state, and their metrics."""
+    """Every request of a run, each in its terminal state; their metrics and outcome
+    columns are computed when first read."""
 
     requests: list[Request]
-    metrics: dict[str, Any]
+    #: Events handled (arrivals included).
     events: int
+    #: The instant of the last event.
     end_ms: float
+
+    @cached_property
+    def metrics(self) -> dict[str, Any]:
+        """``summarize(requests)``."""
+        return summarize(self.requests)
+
+    @cached_property
+    def outcomes(self) -> Outcomes:
+        """``outcomes(requests)``: per-request masks and completion times."""
+        return outcomes(self.requests)
 
 
 def build_executors(plan: Plan) -> tuple[list[Executor[Request]], dict[str, list[int]]]:
@@ -129,6 +143,28 @@ class ServerArrival:
     model: str
     partition: int
     tag: Any = None
+
+
+@dataclass(frozen=True)
+class ArrivalColumns:
+    """Server arrivals as columns, entry ``i`` holding the fields of ``ServerArrival`` ``i``
+    (tags left out): what ``simulate_requests`` reads, built without an object per
+    arrival."""
+
+    arrival_ms: list[float]
+    flow: list[str | None]
+    deadline_ms: list[float]
+    model: list[str]
+    partition: list[int]
+
+    @classmethod
+    def of(cls, arrivals: Sequence[ServerArrival]) -> ArrivalColumns:
+        return cls([a.arrival_ms for a in arrivals], [a.flow for a in arrivals],
+                   [a.deadline_ms for a in arrivals], [a.model for a in arrivals],
+                   [a.partition for a in arrivals])
+
+    def __len__(self) -> int:
+        return len(self.arrival_ms)
 
 
 #: The ``Request.flow`` of an arrival that has no flow (rejected without a route).
@@ -189,18 +225,21 @@ def simulate_plan(plan: Plan, workload: Workload, cost: CostModel, *, duration_s
     arrival_seq, _ = np.random.SeedSequence(seed).spawn(2)
     requests = make_requests(workload, duration_s, np.random.default_rng(arrival_seq),
                              arrivals)
-    server_arrivals = [ServerArrival(r.arrival_ms, r.flow, r.deadline_ms, r.model, r.partition)
-                       for r in requests]
-    return simulate_requests(plan, server_arrivals, cost, seed=seed, jitter=jitter,
+    columns = ArrivalColumns([r.arrival_ms for r in requests], [r.flow for r in requests],
+                             [r.deadline_ms for r in requests], [r.model for r in requests],
+                             [r.partition for r in requests])
+    return simulate_requests(plan, columns, cost, seed=seed, jitter=jitter,
                              drop_late=drop_late, drain_cap_s=drain_cap_s,
                              forward_ms=forward_ms, horizon_ms=duration_s * 1000.0)
 
 
-def simulate_requests(plan: Plan, arrivals: Sequence[ServerArrival], cost: CostModel, *,
+def simulate_requests(plan: Plan, arrivals: Sequence[ServerArrival] | ArrivalColumns,
+                      cost: CostModel, *,
                       seed: int = 0, jitter: float = 0.0, drop_late: bool = False,
                       drain_cap_s: float = 60.0, forward_ms: float = 0.0,
                       horizon_ms: float | None = None) -> Result:
-    """Serve ``arrivals`` with ``plan``; the request of ``arrivals[i]`` has id ``i``.
+    """Serve ``arrivals`` (a list, or its ``ArrivalColumns``) with ``plan``; the request of
+    ``arrivals[i]`` has id ``i``.
 
     Arrivals are taken in time order (ties in list order). The run stops at ``horizon_ms``
     (default: the last arrival) plus ``drain_cap_s``. Jitter draws come from the second
@@ -209,23 +248,26 @@ def simulate_requests(plan: Plan, arrivals: Sequence[ServerArrival], cost: CostM
     """
     if jitter < 0 or drain_cap_s < 0 or forward_ms < 0:
         raise ValueError("jitter, drain_cap_s and forward_ms must be non-negative")
-    requests = [Request(i, a.flow if a.flow is not None else UNROUTED, a.model, a.partition,
-                        a.arrival_ms, a.deadline_ms) for i, a in enumerate(arrivals)]
-    times = np.fromiter((a.arrival_ms for a in arrivals), float, len(arrivals))
+    cols = arrivals if isinstance(arrivals, ArrivalColumns) else ArrivalColumns.of(arrivals)
+    requests = list(map(Request, range(len(cols)),
+                        [f if f is not None else UNROUTED for f in cols.flow], cols.model,
+                        cols.partition, cols.arrival_ms, cols.deadline_ms))
+    times = np.asarray(cols.arrival_ms, dtype=float)
     served: list[Request] = []
     for i in np.argsort(times, kind="stable").tolist():
-        if arrivals[i].flow is None:
+        if cols.flow[i] is None:
             requests[i].state = RequestState.REJECTED
         else:
             served.append(requests[i])
     if horizon_ms is None:
-        horizon_ms = float(times.max()) if len(arrivals) else 0.0
+        horizon_ms = float(times.max()) if len(cols) else 0.0
     end_ms = horizon_ms + drain_cap_s * 1000.0
     loop = EventLoop()
-    state = ServerState(loop, _hops(plan), BatchTimes(
-        plan, cost, jitter, np.random.default_rng(np.random.SeedSequence(seed).spawn(2)[1])),
-        drop_late=drop_late, forward_ms=forward_ms)
-    events = loop.run([r.arrival_ms for r in served], state.arrive, served, until_ms=end_ms)
+    batch_times = BatchTimes(plan, cost, jitter,
+                             np.random.default_rng(np.random.SeedSequence(seed).spawn(2)[1]))
+    state = ServerState(loop, _hops(plan), batch_times.ms, drop_late=drop_late,
+                        forward_ms=forward_ms)
+    events = loop.run([r.arrival_ms for r in served], state.reach, served, until_ms=end_ms)
     unfinished = [r for r in requests if r.state is RequestState.ARRIVED]
     for r in unfinished:
         r.state = RequestState.DROPPED
@@ -233,8 +275,7 @@ def simulate_requests(plan: Plan, arrivals: Sequence[ServerArrival], cost: CostM
         log.info("stopped at %.0f ms with %d requests unfinished (dropped)", end_ms,
                  len(unfinished))
     log.info("simulated %d requests, %d events", len(requests), events)
-    return Result(requests=requests, metrics=summarize(requests), events=events,
-                  end_ms=loop.now_ms)
+    return Result(requests=requests, events=events, end_ms=loop.now_ms)
 
 
 def _hops(plan: Plan) -> dict[str, tuple[Hop, ...]]:
