@@ -253,12 +253,12 @@ def simulate_requests(plan: Plan, arrivals: Sequence[ServerArrival] | ArrivalCol
                         [f if f is not None else UNROUTED for f in cols.flow], cols.model,
                         cols.partition, cols.arrival_ms, cols.deadline_ms))
     times = np.asarray(cols.arrival_ms, dtype=float)
-    served: list[Request] = []
-    for i in np.argsort(times, kind="stable").tolist():
-        if cols.flow[i] is None:
-            requests[i].state = RequestState.REJECTED
-        else:
-            served.append(requests[i])
+    unrouted = np.fromiter([f is None for f in cols.flow], bool, len(cols))
+    for i in np.flatnonzero(unrouted).tolist():
+        requests[i].state = RequestState.REJECTED
+    order = np.argsort(times, kind="stable")
+    order = order[~unrouted[order]]
+    served = [requests[i] for i in order.tolist()]
     if horizon_ms is None:
         horizon_ms = float(times.max()) if len(cols) else 0.0
     end_ms = horizon_ms + drain_cap_s * 1000.0
@@ -267,7 +267,7 @@ def simulate_requests(plan: Plan, arrivals: Sequence[ServerArrival] | ArrivalCol
                              np.random.default_rng(np.random.SeedSequence(seed).spawn(2)[1]))
     state = ServerState(loop, _hops(plan), batch_times.ms, drop_late=drop_late,
                         forward_ms=forward_ms)
-    events = loop.run([r.arrival_ms for r in served], state.reach, served, until_ms=end_ms)
+    events = loop.run(times[order].tolist(), state.reach, served, until_ms=end_ms)
     unfinished = [r for r in requests if r.state is RequestState.ARRIVED]
     for r in unfinished:
         r.state = RequestState.DROPPED
