@@ -82,9 +82,15 @@ class Executor(Generic[T]):
             self.queues.setdefault(m, deque())
         self.queued = sum(len(q) for q in self.queues.values())
 
-    def enqueue(self, stage: str, item: T) -> None:
+    def enqueue(self, stage: str, item: T) -> bool:
+        """Queue ``item``; True when that wakes the executor (idle until now, busy from now
+        on: the caller has it take its next turn)."""
         self.queues[stage].append(item)
         self.queued += 1
+        if self.busy:
+            return False
+        self.busy = True
+        return True
 
     def load(self) -> int:
         """Queued plus running items: the join-shortest-queue measure."""

@@ -47,9 +47,7 @@ class ServerState:
             return
         stage, executors = route[req.stage_index]
         ex = executors[0] if len(executors) == 1 else min(executors, key=Executor.load)
-        ex.enqueue(stage, req)
-        if not ex.busy:
-            ex.busy = True
+        if ex.enqueue(stage, req):
             self.loop.soon(self.start, ex)
 
     def start(self, ex: Executor[Request]) -> None:
