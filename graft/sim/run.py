@@ -40,7 +40,6 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from functools import cached_property
 
 import numpy as np
 
@@ -89,7 +88,12 @@ class PlannerRun:
     forced_switches: int = 0
     #: (decision time s, reason) of the initial plan and of every switch.
     switches: list[tuple[float, str]] = field(default_factory=list)
+    #: Wall time of planning + serving (``sim_requests_per_s`` is ``requests / wall_s``).
     wall_s: float = 0.0
+    #: The part of ``wall_s`` spent planning and deciding switches (all but serving).
+    plan_s: float = 0.0
+    #: The part of ``wall_s`` spent serving: routing, simulating and tallying the epochs.
+    serve_s: float = 0.0
 
 
 @dataclass
@@ -112,6 +116,8 @@ class _Outcome:
     on_time: int = 0
     latencies: list[float] = field(default_factory=list)
     by_model: dict[str, list[int]] = field(default_factory=lambda: defaultdict(lambda: [0, 0]))
+    #: Wall seconds spent in ``_serve``.
+    serve_s: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -129,23 +135,24 @@ class _Columns:
 
 @dataclass(frozen=True)
 class _Context:
+    """What every planner's run of a scenario shares: its requests, and them as columns."""
+
     scenario: Scenario
     cost: CostModel
     requests: list[ClientRequest]
-    #: client id -> download + rtt / 2 (ms): what a completed request adds after the server.
-    return_ms: dict[str, float]
     seed: int
+    columns: _Columns
 
-    @cached_property
-    def columns(self) -> _Columns:
-        reqs = self.requests
-        models = sorted({r.model for r in reqs})
-        code = {m: k for k, m in enumerate(models)}
-        return _Columns(
-            arrival_ms=np.array([r.arrival_ms for r in reqs], dtype=float),
-            send_ms=np.array([r.send_ms for r in reqs], dtype=float),
-            return_ms=np.array([self.return_ms[r.client] for r in reqs], dtype=float),
-            model=np.array([code[r.model] for r in reqs], dtype=np.intp), models=models)
+
+def _columns(reqs: Sequence[ClientRequest], return_ms: dict[str, float]) -> _Columns:
+    """``reqs`` as arrays; ``return_ms``: client id -> download + rtt / 2 (ms)."""
+    models = sorted({r.model for r in reqs})
+    code = {m: k for k, m in enumerate(models)}
+    return _Columns(
+        arrival_ms=np.array([r.arrival_ms for r in reqs], dtype=float),
+        send_ms=np.array([r.send_ms for r in reqs], dtype=float),
+        return_ms=np.array([return_ms[r.client] for r in reqs], dtype=float),
+        model=np.array([code[r.model] for r in reqs], dtype=np.intp), models=models)
 
 
 def _count_by_model(out: _Outcome, cols: _Columns, model: np.ndarray,
@@ -225,6 +232,12 @@ def run_planner(name: str, ctx: _Context, progress: Progress | None = None) -> P
                               max_utilization=sc.max_utilization)
 
     out = _Outcome()
+
+    def serve(ep: _Epoch) -> None:
+        t0 = time.perf_counter()
+        _serve(ctx, ep, len(epochs) - 1, out)
+        out.serve_s += time.perf_counter() - t0
+
     epochs = [_Epoch(candidate(0.0, min(window, duration)), 0.0, 0.0, "initial")]
     if progress:
         progress(name, 1, total)
@@ -235,13 +248,13 @@ def run_planner(name: str, ctx: _Context, progress: Progress | None = None) -> P
         if reason is not None:
             switch_ms = t + sc.replan.startup_s * 1000.0
             epochs[-1].end_ms = switch_ms
-            _serve(ctx, epochs[-1], len(epochs) - 1, out)
+            serve(epochs[-1])
             epochs.append(_Epoch(cand, t, switch_ms, reason))
             log.info("%s: t=%.0f s switch (%s): share %.3f", name, t / 1000.0, reason,
                      cand.plan.total_share if cand.plan else 0.0)
         if progress:
             progress(name, done, total)
-    _serve(ctx, epochs[-1], len(epochs) - 1, out)
+    serve(epochs[-1])
     wall = time.perf_counter() - wall
 
     steps = _timeline(epochs)
@@ -267,6 +280,8 @@ def run_planner(name: str, ctx: _Context, progress: Progress | None = None) -> P
         forced_switches=sum(ep.reason in FORCED for ep in epochs[1:]),
         switches=switches,
         wall_s=wall,
+        plan_s=wall - out.serve_s,
+        serve_s=out.serve_s,
     )
 
 
@@ -296,5 +311,5 @@ def run_scenario(scenario: Scenario, planners: Sequence[str], *, seed: int | Non
     reqs, back = scenario_requests(scenario, cost, seed)
     log.info("scenario %s: %d requests from %d clients over %g s", scenario.name, len(reqs),
              scenario.num_clients, scenario.duration_s)
-    ctx = _Context(scenario, cost, reqs, back, seed)
+    ctx = _Context(scenario, cost, reqs, seed, _columns(reqs, back))
     return {name: run_planner(name, ctx, progress) for name in planners}
