@@ -17,15 +17,20 @@ import heapq
 import itertools
 import math
 from collections import defaultdict, deque
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import pytest
 
+import graft.sim.run as run_module
+from graft.client.traffic import ClientRequest, route_columns, route_requests
 from graft.cost.base import DEFAULT_BATCHES, PERCENT_SHARES, DeviceLimits
 from graft.planner.plan import TEMPORAL, Plan, Route, Stage
 from graft.planner.registry import make_planner
-from graft.sim.server import ServerArrival, simulate_requests
+from graft.sim.lifecycle import RequestState
+from graft.sim.run import run_scenario
+from graft.sim.scenario import parse_scenario
+from graft.sim.server import ArrivalColumns, ServerArrival, simulate_requests
 from graft.workload.flows import Flow, Workload
 
 from toycost import ToyCost
@@ -329,3 +334,89 @@ def test_no_arrivals_and_only_rejections():
     got = simulate_requests(plan, rejected, STEP)
     assert [r.state.value for r in got.requests] == ["rejected", "rejected"]
     assert math.isclose(got.end_ms, 2.0)
+
+
+# ------------------------------------------------------------------ routing and the run tally
+
+
+def reference_route(requests, plan: Plan, workload: Workload) -> list[str | None]:
+    """The routed flow of each request: of its (model, partition)'s routed flows sorted by
+    (budget, id), the last with budget not above its own, else the first; None if none."""
+    routed = {r.flow for r in plan.routes}
+    out = []
+    for r in requests:
+        cands = sorted((f for f in workload.flows if f.id in routed
+                        and (f.model, f.partition) == (r.model, r.partition)),
+                       key=lambda f: (f.budget_ms, f.id))
+        fits = [f for f in cands if f.budget_ms <= r.budget_ms]
+        out.append(fits[-1].id if fits else (cands[0].id if cands else None))
+    return out
+
+
+def test_routing_matches_the_reference():
+    rng = np.random.default_rng(11)
+    # budgets on a coarse grid: requests often tie with flows, and flows with each other
+    flows = [Flow(f"f{k}", "tiny", int(rng.integers(0, 4)), 1.0, float(rng.integers(1, 6) * 5))
+             for k in range(14)]
+    w = Workload(tuple(flows))
+    plan = plan_of([stage("s", 0, 6)], {f.id: ("s",) for f in flows if f.partition != 3
+                                        and f.id != "f0"})
+    reqs = [ClientRequest(client="c", model="tiny", partition=int(rng.integers(0, 5)),
+                          send_ms=t - 5.0, arrival_ms=t, budget_ms=float(rng.integers(-1, 7) * 5),
+                          head_ms=1.0, upload_ms=1.0, estimate_mbps=8.0)
+            for t in rng.uniform(0, 100, size=300)]
+    routed = route_requests(reqs, plan, w)
+    assert [a.flow for a in routed] == reference_route(reqs, plan, w)
+    assert [a.tag for a in routed] == reqs
+    assert [a.deadline_ms for a in routed] == [r.arrival_ms + r.budget_ms for r in reqs]
+    assert ArrivalColumns.of(routed) == route_columns(reqs, plan, w)
+
+
+def reference_serve_epoch(ctx, ep, index, out) -> None:
+    """``graft.sim.run._serve`` written plainly: one ``ServerArrival`` and one pass per
+    request."""
+    idx = [i for i, r in enumerate(ctx.requests) if ep.start_ms <= r.arrival_ms < ep.end_ms]
+    reqs = [ctx.requests[i] for i in idx]
+    last_done = 0.0
+    if ep.cand.plan is None:
+        out.states[RequestState.REJECTED] += len(reqs)
+        for r in reqs:
+            out.by_model[r.model][1] += 1
+    elif reqs:
+        res = simulate_requests(ep.cand.plan, route_requests(reqs, ep.cand.plan,
+                                                             ep.cand.workload),
+                                ctx.cost, seed=ctx.seed + index, jitter=ctx.scenario.jitter)
+        for sreq, creq, i in zip(res.requests, reqs, idx, strict=True):
+            out.states[sreq.state] += 1
+            counts = out.by_model[creq.model]
+            counts[1] += 1
+            if sreq.on_time:
+                out.on_time += 1
+                counts[0] += 1
+            if sreq.state is RequestState.COMPLETED:
+                last_done = max(last_done, sreq.completion_ms)
+                out.latencies.append(sreq.completion_ms - creq.send_ms
+                                     + float(ctx.columns.return_ms[i]))
+    end = ep.end_ms if math.isfinite(ep.end_ms) else ctx.scenario.duration_s * 1000.0
+    ep.hold_end_ms = max(end, last_done)
+
+
+def test_run_tally_matches_the_reference(monkeypatch):
+    sc = parse_scenario({
+        "name": "mix", "duration_s": 9, "seed": 2, "jitter": 0.1,
+        "replan": {"period_s": 3, "window_s": 3, "hysteresis": 0.0, "startup_s": 0.5},
+        "clients": [{"count": 4, "model": "tiny", "device": "jetson", "slo_ms": 120,
+                     "rate": 15, "trace": "synthetic:wifi"},
+                    {"count": 3, "model": "mobilenet_v2", "device": "phone-npu",
+                     "slo_ms": 150, "rate": 10, "trace": "synthetic:lte", "start_s": 4}]})
+    planners = ["graft", "nexus"]
+    fast = run_scenario(sc, planners)
+    monkeypatch.setattr(run_module, "_serve", reference_serve_epoch)
+    plain = run_scenario(sc, planners)
+    timing = {"sim_requests_per_s", "wall_s", "plan_s", "serve_s"}
+    for name in planners:
+        a, b = asdict(fast[name]), asdict(plain[name])
+        assert {k: v for k, v in a.items() if k not in timing} == \
+            {k: v for k, v in b.items() if k not in timing}
+        assert fast[name].plans >= 1 and fast[name].dropped + fast[name].rejected > 0
+        assert fast[name].plan_s + fast[name].serve_s == pytest.approx(fast[name].wall_s)
