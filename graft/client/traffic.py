@@ -272,6 +272,7 @@ def route_requests(requests: Sequence[ClientRequest], plan: Plan,
     the routed flow of its (model, partition) with the largest budget not above its own, else
     the tightest such flow; None (rejected) when its (model, partition) has no routed flow."""
     c = route_columns(requests, plan, workload)
-    return [ServerArrival(*a, tag=r) for *a, r in zip(c.arrival_ms, c.flow, c.deadline_ms,
-                                                      c.model, c.partition, requests,
-                                                      strict=True)]
+    return [ServerArrival(arrival, flow, deadline, model, p, tag=r)
+            for arrival, flow, deadline, model, p, r in zip(
+                c.arrival_ms, c.flow, c.deadline_ms, c.model, c.partition, requests,
+                strict=True)]

@@ -4,7 +4,8 @@ A request arrives at the server (ARRIVED), waits in a stage queue (QUEUED), runs
 (RUNNING), and moves on to the next stage of its route until it ends in exactly one terminal
 state: COMPLETED (on time or late), DROPPED (past its deadline at batch formation when the
 batcher drops late requests, or unfinished when a run stops) or REJECTED (its flow has no
-route in the plan).
+route in the plan). The simulator writes only the terminal states (a request in flight there
+reads ARRIVED: nothing reads the states in between).
 """
 
 from __future__ import annotations
