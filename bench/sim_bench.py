@@ -162,7 +162,9 @@ def _pooled(results: list[dict[str, PlannerRun]]) -> tuple[dict[str, PlannerRun]
         lat[p] = [x for r in rs for x in r.latencies_ms]
         pooled[p] = replace(rs[0], requests=n, on_time=on, slo_attainment=on / n if n else 0.0,
                             share_seconds=sum(r.share_seconds for r in rs),
-                            wall_s=sum(r.wall_s for r in rs))
+                            wall_s=sum(r.wall_s for r in rs),
+                            plan_s=sum(r.plan_s for r in rs),
+                            serve_s=sum(r.serve_s for r in rs))
     return pooled, lat
 
 
@@ -218,11 +220,17 @@ def report(results: dict, *, duration_s: float, command: str, total_wall: float)
     lines += ["", "## Simulator speed", "",
               "Simulated requests per wall second of planning + simulation (request "
               "generation excluded; `PlannerRun.sim_requests_per_s`, pooled over all "
-              "scenarios):", "",
-              "| planner | requests | wall s | requests / s |", "|---|---:|---:|---:|"]
+              "scenarios), and the two parts: planning (`plan_s`: planning and switch "
+              "decisions) and serving (`serve_s`: routing, simulating and tallying).", "",
+              "| planner | requests | wall s | plan s | serve s | requests / s "
+              "| serving requests / s |", "|---|---:|---:|---:|---:|---:|---:|"]
     for p in PLANNERS:
         w = sum(r[p].wall_s for r in all_runs)
-        lines.append(f"| {p} | {n_req} | {w:.1f} | {speeds[p]:,.0f} |")
+        plan = sum(r[p].plan_s for r in all_runs)
+        serve = sum(r[p].serve_s for r in all_runs)
+        serving = n_req / serve if serve > 0 else math.nan
+        lines.append(f"| {p} | {n_req} | {w:.1f} | {plan:.1f} | {serve:.1f} | "
+                     f"{speeds[p]:,.0f} | {_fmt(serving, ',.0f')} |")
     # targets
     ratio_ok, att_ok, bad_ratio, bad_att = True, True, [], []
     for name, runs in verdicts:

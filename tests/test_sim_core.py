@@ -11,7 +11,7 @@ from graft.planner.plan import Plan, Route, Stage
 from graft.planner.registry import make_planner
 from graft.sim import RequestState, simulate_plan, summarize
 from graft.sim.batching import Executor, take_batch
-from graft.sim.engine import EventQueue, run
+from graft.sim.engine import EventLoop
 from graft.workload.flows import Flow, Workload
 
 from toycost import ToyCost
@@ -66,28 +66,24 @@ def assert_conserved(result) -> None:
 
 # -- the pieces ------------------------------------------------------------------------
 
-def test_event_queue_orders_by_time_then_push_order():
-    @dataclass
-    class Mark:
-        time_ms: float
-        tag: str
+def test_event_loop_orders_by_time_then_schedule_order_arrivals_first():
+    loop = EventLoop()
+    seen = []
 
-        def handle(self, state):
-            state.seen.append((state.now_ms, self.tag))
-            return [Mark(self.time_ms + 5, "child")] if self.tag == "a" else []
+    def mark(tag):
+        seen.append((loop.now_ms, tag))
+        if tag == "a":
+            loop.schedule(loop.now_ms + 5, mark, "child")
+            loop.schedule(loop.now_ms, mark, "a-now")  # after the other events at 3
+        if tag == "arrival@3":
+            loop.soon(mark, "arrival-now")
 
-    @dataclass
-    class State:
-        now_ms: float = 0.0
-        seen: list = None
-
-    q = EventQueue()
-    for ev in (Mark(3, "a"), Mark(1, "b"), Mark(3, "c"), Mark(100, "late")):
-        q.push(ev)
-    s = State(seen=[])
-    assert run(s, q, until_ms=50) == 4
-    assert s.seen == [(1, "b"), (3, "a"), (3, "c"), (8, "child")]
-    assert len(q) == 1  # the event after the end time stays queued
+    for t, tag in ((3, "a"), (1, "b"), (3, "c"), (100, "late")):
+        loop.schedule(t, mark, tag)
+    assert loop.run([2.0, 3.0], mark, ["arrival@2", "arrival@3"], until_ms=50) == 8
+    assert seen == [(1, "b"), (2, "arrival@2"), (3, "arrival@3"), (3, "a"), (3, "c"),
+                    (3, "arrival-now"), (3, "a-now"), (8, "child")]
+    assert loop.pending() == 1 and loop.now_ms == 8  # the event after the end time stays
 
 
 def test_take_batch_is_fifo_and_drops_late_only_when_asked():

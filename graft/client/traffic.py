@@ -59,7 +59,7 @@ from graft.cost.base import CostModel
 from graft.models.catalog import get_model
 from graft.planner.plan import Plan
 from graft.planner.servable import needed_budget_ms
-from graft.sim.server import ServerArrival, times_at_rate_ms
+from graft.sim.server import ArrivalColumns, ServerArrival, times_at_rate_ms
 from graft.workload.flows import Flow, Workload
 from graft.workload.traces import BandwidthTrace
 
@@ -267,24 +267,38 @@ def observed_workload(requests: Sequence[ClientRequest], cost: CostModel, *,
     return Observation(Workload(flows), unservable)
 
 
-def route_requests(requests: Sequence[ClientRequest], plan: Plan,
-                   workload: Workload) -> list[ServerArrival]:
-    """One ``ServerArrival`` per request (same order, ``tag`` = the request): the route of
-    the routed flow of its (model, partition) with the largest budget not above its own, else
-    the tightest such flow; None (rejected) when its (model, partition) has no routed flow."""
+def route_columns(requests: Sequence[ClientRequest], plan: Plan,
+                  workload: Workload) -> ArrivalColumns:
+    """``route_requests`` as columns (``simulate_requests`` reads either)."""
     routed = {r.flow for r in plan.routes}
     by_fragment: dict[tuple[str, int], list[Flow]] = defaultdict(list)
     for f in workload.flows:
         if f.id in routed:
             by_fragment[(f.model, f.partition)].append(f)
-    for fl in by_fragment.values():
-        fl.sort(key=lambda f: (f.budget_ms, f.id))
-    out = []
-    for r in requests:
-        cands = by_fragment.get((r.model, r.partition), [])
-        fits = [f for f in cands if f.budget_ms <= r.budget_ms]
-        flow = fits[-1].id if fits else (cands[0].id if cands else None)
-        out.append(ServerArrival(arrival_ms=r.arrival_ms, flow=flow,
-                                 deadline_ms=r.arrival_ms + r.budget_ms, model=r.model,
-                                 partition=r.partition, tag=r))
-    return out
+    n = len(requests)
+    arrival = np.fromiter([r.arrival_ms for r in requests], float, n)
+    budget = np.fromiter([r.budget_ms for r in requests], float, n)
+    models, parts = [r.model for r in requests], [r.partition for r in requests]
+    codes = {key: c for c, key in enumerate(by_fragment)}
+    fragment = np.fromiter([codes.get(k, -1) for k in zip(models, parts)], np.intp, n)
+    flow = np.full(n, None, dtype=object)
+    for key, c in codes.items():
+        fl = sorted(by_fragment[key], key=lambda f: (f.budget_ms, f.id))
+        at = np.flatnonzero(fragment == c)
+        # the largest budget not above the request's (the last such), else the tightest
+        pick = np.searchsorted([f.budget_ms for f in fl], budget[at], side="right") - 1
+        flow[at] = np.array([f.id for f in fl], dtype=object)[np.maximum(pick, 0)]
+    return ArrivalColumns(arrival.tolist(), flow.tolist(), (arrival + budget).tolist(), models,
+                          parts)
+
+
+def route_requests(requests: Sequence[ClientRequest], plan: Plan,
+                   workload: Workload) -> list[ServerArrival]:
+    """One ``ServerArrival`` per request (same order, ``tag`` = the request): the route of
+    the routed flow of its (model, partition) with the largest budget not above its own, else
+    the tightest such flow; None (rejected) when its (model, partition) has no routed flow."""
+    c = route_columns(requests, plan, workload)
+    return [ServerArrival(arrival, flow, deadline, model, p, tag=r)
+            for arrival, flow, deadline, model, p, r in zip(
+                c.arrival_ms, c.flow, c.deadline_ms, c.model, c.partition, requests,
+                strict=True)]

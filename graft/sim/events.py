@@ -1,113 +1,85 @@
-"""The simulator's events: a request arriving at the server, batches starting and ending on
-an executor, a request moving on to the next stage of its route, and its completion."""
+"""The simulator's events, as the handlers of ``ServerState``: a request reaching a stage
+(its first: it arrives at the server), and a batch starting and ending on an executor (a
+request leaving its last stage completes with its batch's end).
+
+Only terminal states are written (COMPLETED, DROPPED, REJECTED); a request in flight keeps
+ARRIVED, since nothing reads the states in between.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
+from graft.sim.batching import Executor
+from graft.sim.engine import EventLoop
 from graft.sim.lifecycle import Request, RequestState
 
-if TYPE_CHECKING:
-    from graft.sim.server import ServerState
+#: One stage of a route: its id, and the executors serving it (one per replica).
+Hop = tuple[str, Sequence[Executor[Request]]]
+#: ``batch_ms(stage, n)``: the execution time of a batch of ``n`` in ``stage``.
+BatchTime = Callable[[str, int], float]
 
-EventList = list["SimEvent"]
-
-
-def _enqueue(state: ServerState, req: Request) -> EventList:
-    """Put ``req`` in the queue of the next stage of its route (join-shortest-queue over
-    the stage's executors); wake the executor if it is idle."""
-    stage = state.routes[req.flow][req.stage_index]
-    index = state.pick_executor(stage)
-    ex = state.executors[index]
-    ex.enqueue(stage, req)
-    req.state = RequestState.QUEUED
-    if ex.busy:
-        return []
-    ex.busy = True
-    return [BatchStart(state.now_ms, index)]
+COMPLETED = RequestState.COMPLETED
+DROPPED = RequestState.DROPPED
+REJECTED = RequestState.REJECTED
 
 
-@dataclass
-class RequestArrival:
-    """A request reaches the server; a flow without a route is rejected."""
+@dataclass(eq=False, slots=True)
+class ServerState:
+    """What events read and change: the loop (its clock), routes, executors, batch times."""
 
-    time_ms: float
-    request: Request
+    loop: EventLoop
+    #: flow id -> the hops of its route
+    routes: dict[str, tuple[Hop, ...]]
+    batch_ms: BatchTime
+    drop_late: bool = False
+    forward_ms: float = 0.0
 
-    def handle(self, state: ServerState) -> EventList:
-        req = self.request
-        if req.flow not in state.routes:
-            req.state = RequestState.REJECTED
-            return []
-        return _enqueue(state, req)
+    def reach(self, req: Request) -> None:
+        """A request reaches the next stage of its route (the first: it arrives at the
+        server) and joins the shortest queue among the stage's executors (queued plus in
+        flight, the first on ties), waking the executor if it is idle; a flow without a
+        route is rejected."""
+        route = self.routes.get(req.flow)
+        if route is None:
+            req.state = REJECTED
+            return
+        stage, executors = route[req.stage_index]
+        ex = executors[0] if len(executors) == 1 else min(executors, key=Executor.load)
+        if ex.enqueue(stage, req):
+            self.loop.soon(self.start, ex)
 
-
-@dataclass
-class BatchStart:
-    """An executor forms its next batch, or goes idle when every member queue is empty."""
-
-    time_ms: float
-    executor: int
-
-    def handle(self, state: ServerState) -> EventList:
-        ex = state.executors[self.executor]
-        turn = ex.next_turn(state.now_ms, state.drop_late)
+    def start(self, ex: Executor[Request]) -> None:
+        """An executor forms its next batch, or goes idle when every member queue is
+        empty."""
+        if not ex.queued:
+            ex.busy = False
+            return
+        loop = self.loop
+        turn = ex.next_turn(loop.now_ms, self.drop_late)
         for req in turn.dropped:
-            req.state = RequestState.DROPPED
+            req.state = DROPPED
         if turn.stage is None:
             ex.busy = False
-            return []
-        for req in turn.items:
-            req.state = RequestState.RUNNING
-        ex.in_flight = len(turn.items)
-        end = state.now_ms + state.batch_ms(self.executor, turn.stage, len(turn.items))
-        return [BatchEnd(end, self.executor, turn.items)]
+            return
+        n = len(turn.items)
+        ex.in_flight = n
+        loop.schedule(loop.now_ms + self.batch_ms(turn.stage, n), self.end,
+                      (ex, turn.items))
 
-
-@dataclass
-class BatchEnd:
-    """A batch finishes: its requests move on; the executor takes its next turn."""
-
-    time_ms: float
-    executor: int
-    items: list[Request]
-
-    def handle(self, state: ServerState) -> EventList:
-        state.executors[self.executor].in_flight = 0
-        out: EventList = []
-        for req in self.items:
+    def end(self, batch: tuple[Executor[Request], list[Request]]) -> None:
+        """A batch finishes: its requests move on or complete; the executor takes its next
+        turn."""
+        ex, items = batch
+        ex.in_flight = 0
+        loop, routes = self.loop, self.routes
+        now = loop.now_ms
+        for req in items:
             req.stage_index += 1
-            if req.stage_index < len(state.routes[req.flow]):
-                out.append(Forward(state.now_ms + state.forward_ms, req))
+            if req.stage_index < len(routes[req.flow]):
+                loop.schedule(now + self.forward_ms, self.reach, req)
             else:
-                out.append(Completion(state.now_ms, req))
-        out.append(BatchStart(state.now_ms, self.executor))
-        return out
-
-
-@dataclass
-class Forward:
-    """A request's activation reaches the next stage of its route."""
-
-    time_ms: float
-    request: Request
-
-    def handle(self, state: ServerState) -> EventList:
-        return _enqueue(state, self.request)
-
-
-@dataclass
-class Completion:
-    """A request leaves its last stage."""
-
-    time_ms: float
-    request: Request
-
-    def handle(self, state: ServerState) -> EventList:
-        self.request.state = RequestState.COMPLETED
-        self.request.completion_ms = state.now_ms
-        return []
-
-
-SimEvent = RequestArrival | BatchStart | BatchEnd | Forward | Completion
+                req.state = COMPLETED
+                req.completion_ms = now
+        loop.soon(self.start, ex)

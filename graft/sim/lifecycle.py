@@ -4,13 +4,16 @@ A request arrives at the server (ARRIVED), waits in a stage queue (QUEUED), runs
 (RUNNING), and moves on to the next stage of its route until it ends in exactly one terminal
 state: COMPLETED (on time or late), DROPPED (past its deadline at batch formation when the
 batcher drops late requests, or unfinished when a run stops) or REJECTED (its flow has no
-route in the plan).
+route in the plan). The simulator writes only the terminal states (a request in flight there
+reads ARRIVED: nothing reads the states in between).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import Enum
+
+import numpy as np
 
 #: Tolerance for "on time": float sums of stage times may overshoot a deadline by rounding.
 ON_TIME_EPS_MS = 1e-9
@@ -29,7 +32,7 @@ class RequestState(Enum):
         return self in (RequestState.COMPLETED, RequestState.DROPPED, RequestState.REJECTED)
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Request:
     """One request of one flow; times are server-side milliseconds."""
 
@@ -56,3 +59,8 @@ class Request:
     def on_time(self) -> bool:
         return (self.state is RequestState.COMPLETED and self.completion_ms is not None
                 and self.completion_ms <= self.deadline_ms + ON_TIME_EPS_MS)
+
+
+def on_time_mask(completion_ms: np.ndarray, deadline_ms: np.ndarray) -> np.ndarray:
+    """``Request.on_time`` over arrays: ``completion_ms`` is NaN where not completed."""
+    return completion_ms <= deadline_ms + ON_TIME_EPS_MS

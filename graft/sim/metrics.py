@@ -2,53 +2,84 @@
 
 ``slo_attainment`` is on-time completions over all requests (rejected and dropped ones
 count against it; 1.0 when there are none); ``p50_ms``/``p99_ms`` are server-side latencies
-of completed requests (None when none completed).
+of completed requests (None when none completed). ``outcomes`` gives the per-request
+columns the numbers are counted from, for callers that tally requests their own way.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from graft.sim.lifecycle import Request, RequestState
+from graft.sim.lifecycle import Request, RequestState, on_time_mask
 
 
-def _attainment(reqs: list[Request]) -> dict[str, Any]:
-    on_time = sum(r.on_time for r in reqs)
-    return {"requests": len(reqs), "on_time": on_time,
-            "slo_attainment": on_time / len(reqs) if reqs else 1.0}
+@dataclass(frozen=True)
+class Outcomes:
+    """Per request, in request order: terminal-state masks, on time, completion ms (NaN
+    where not completed)."""
+
+    completed: np.ndarray
+    dropped: np.ndarray
+    rejected: np.ndarray
+    on_time: np.ndarray
+    completion_ms: np.ndarray
 
 
-def _by(reqs: list[Request], key: Callable[[Request], str]) -> dict[str, dict[str, Any]]:
-    groups: dict[str, list[Request]] = defaultdict(list)
-    for r in reqs:
-        groups[key(r)].append(r)
-    return {k: _attainment(v) for k, v in sorted(groups.items())}
+def outcomes(requests: Sequence[Request]) -> Outcomes:
+    """The columns of ``requests``; ValueError if one is not in a terminal state."""
+    n = len(requests)
+    states = [r.state for r in requests]
+
+    def mask(state: RequestState) -> np.ndarray:
+        return np.fromiter([s is state for s in states], bool, n)
+
+    completed, dropped, rejected = (mask(s) for s in (RequestState.COMPLETED,
+                                                      RequestState.DROPPED,
+                                                      RequestState.REJECTED))
+    unfinished = n - int(completed.sum() + dropped.sum() + rejected.sum())
+    if unfinished:
+        raise ValueError(f"{unfinished} requests are not in a terminal state")
+    done = np.fromiter([r.completion_ms if r.completion_ms is not None else np.nan
+                        for r in requests], float, n)
+    done[~completed] = np.nan
+    deadline = np.fromiter([r.deadline_ms for r in requests], float, n)
+    return Outcomes(completed, dropped, rejected, on_time_mask(done, deadline), done)
+
+
+def _attainment(requests: int, on_time: int) -> dict[str, Any]:
+    return {"requests": requests, "on_time": on_time,
+            "slo_attainment": on_time / requests if requests else 1.0}
+
+
+def _by(keys: list[str], on_time: np.ndarray) -> dict[str, dict[str, Any]]:
+    """Attainment per key, keys sorted."""
+    codes: dict[str, int] = {}
+    index = np.fromiter([codes.setdefault(k, len(codes)) for k in keys], np.intp, len(keys))
+    total = np.bincount(index, minlength=len(codes))
+    hits = np.bincount(index, weights=on_time, minlength=len(codes))
+    return {k: _attainment(int(total[c]), int(hits[c])) for k, c in sorted(codes.items())}
 
 
 def summarize(requests: Iterable[Request]) -> dict[str, Any]:
     """Counts, attainment and latency percentiles of requests in terminal states."""
     reqs = list(requests)
-    count = {s: 0 for s in RequestState}
-    for r in reqs:
-        count[r.state] += 1
-    lat = np.array([r.latency_ms for r in reqs if r.state is RequestState.COMPLETED])
-    out = _attainment(reqs)
-    completed = count[RequestState.COMPLETED]
+    o = outcomes(reqs)
+    arrival = np.fromiter([r.arrival_ms for r in reqs], float, len(reqs))
+    lat = (o.completion_ms - arrival)[o.completed]
+    out = _attainment(len(reqs), int(o.on_time.sum()))
+    completed = int(o.completed.sum())
     out.update({
         "completed": completed,
         "late": completed - out["on_time"],
-        "dropped": count[RequestState.DROPPED],
-        "rejected": count[RequestState.REJECTED],
+        "dropped": int(o.dropped.sum()),
+        "rejected": int(o.rejected.sum()),
         "p50_ms": float(np.percentile(lat, 50)) if lat.size else None,
         "p99_ms": float(np.percentile(lat, 99)) if lat.size else None,
-        "per_flow": _by(reqs, lambda r: r.flow),
-        "per_model": _by(reqs, lambda r: r.model),
+        "per_flow": _by([r.flow for r in reqs], o.on_time),
+        "per_model": _by([r.model for r in reqs], o.on_time),
     })
-    unfinished = len(reqs) - completed - out["dropped"] - out["rejected"]
-    if unfinished:
-        raise ValueError(f"{unfinished} requests are not in a terminal state")
     return out

@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from graft.client.partition import result_bytes, transfer_ms
-from graft.client.traffic import ClientRequest, generate_requests, route_requests
+from graft.client.traffic import ClientRequest, generate_requests, route_columns
 from graft.cost.base import CostModel
 from graft.cost.registry import make_cost_model
 from graft.models.catalog import get_model
@@ -88,7 +88,12 @@ class PlannerRun:
     forced_switches: int = 0
     #: (decision time s, reason) of the initial plan and of every switch.
     switches: list[tuple[float, str]] = field(default_factory=list)
+    #: Wall time of planning + serving (``sim_requests_per_s`` is ``requests / wall_s``).
     wall_s: float = 0.0
+    #: The part of ``wall_s`` spent planning and deciding switches (all but serving).
+    plan_s: float = 0.0
+    #: The part of ``wall_s`` spent serving: routing, simulating and tallying the epochs.
+    serve_s: float = 0.0
 
 
 @dataclass
@@ -111,41 +116,80 @@ class _Outcome:
     on_time: int = 0
     latencies: list[float] = field(default_factory=list)
     by_model: dict[str, list[int]] = field(default_factory=lambda: defaultdict(lambda: [0, 0]))
+    #: Wall seconds spent in ``_serve``.
+    serve_s: float = 0.0
+
+
+@dataclass(frozen=True)
+class _Columns:
+    """The scenario's requests as arrays, in request order."""
+
+    arrival_ms: np.ndarray
+    send_ms: np.ndarray
+    #: download + rtt / 2 of each request's client (ms).
+    return_ms: np.ndarray
+    #: index into ``models``
+    model: np.ndarray
+    models: list[str]
 
 
 @dataclass(frozen=True)
 class _Context:
+    """What every planner's run of a scenario shares: its requests, and them as columns."""
+
     scenario: Scenario
     cost: CostModel
     requests: list[ClientRequest]
-    #: client id -> download + rtt / 2 (ms): what a completed request adds after the server.
-    return_ms: dict[str, float]
     seed: int
+    columns: _Columns
+
+
+def _columns(reqs: Sequence[ClientRequest], return_ms: dict[str, float]) -> _Columns:
+    """``reqs`` as arrays; ``return_ms``: client id -> download + rtt / 2 (ms)."""
+    models = sorted({r.model for r in reqs})
+    code = {m: k for k, m in enumerate(models)}
+    return _Columns(
+        arrival_ms=np.array([r.arrival_ms for r in reqs], dtype=float),
+        send_ms=np.array([r.send_ms for r in reqs], dtype=float),
+        return_ms=np.array([return_ms[r.client] for r in reqs], dtype=float),
+        model=np.array([code[r.model] for r in reqs], dtype=np.intp), models=models)
+
+
+def _count_by_model(out: _Outcome, cols: _Columns, model: np.ndarray,
+                    on_time: np.ndarray) -> None:
+    """Add the requests of ``model`` (codes) and those of them on time to ``out.by_model``."""
+    total = np.bincount(model, minlength=len(cols.models))
+    hits = np.bincount(model, weights=on_time, minlength=len(cols.models))
+    for k in np.flatnonzero(total).tolist():
+        counts = out.by_model[cols.models[k]]
+        counts[0] += int(hits[k])
+        counts[1] += int(total[k])
 
 
 def _serve(ctx: _Context, ep: _Epoch, index: int, out: _Outcome) -> None:
     """Simulate the epoch's requests on its plan; set when it stops holding GPUs."""
-    reqs = [r for r in ctx.requests if ep.start_ms <= r.arrival_ms < ep.end_ms]
+    cols = ctx.columns
+    at = np.flatnonzero((cols.arrival_ms >= ep.start_ms) & (cols.arrival_ms < ep.end_ms))
     last_done = 0.0
     if ep.cand.plan is None:
-        out.states[RequestState.REJECTED] += len(reqs)
-        for r in reqs:
-            out.by_model[r.model][1] += 1
-    elif reqs:
-        arrivals = route_requests(reqs, ep.cand.plan, ep.cand.workload)
+        out.states[RequestState.REJECTED] += len(at)
+        _count_by_model(out, cols, cols.model[at], np.zeros(len(at)))
+    elif len(at):
+        reqs = [ctx.requests[i] for i in at.tolist()]
+        arrivals = route_columns(reqs, ep.cand.plan, ep.cand.workload)
         res = simulate_requests(ep.cand.plan, arrivals, ctx.cost, seed=ctx.seed + index,
                                 jitter=ctx.scenario.jitter)
-        for sreq, creq in zip(res.requests, reqs, strict=True):
-            out.states[sreq.state] += 1
-            counts = out.by_model[creq.model]
-            counts[1] += 1
-            if sreq.on_time:
-                out.on_time += 1
-                counts[0] += 1
-            if sreq.state is RequestState.COMPLETED and sreq.completion_ms is not None:
-                last_done = max(last_done, sreq.completion_ms)
-                out.latencies.append(sreq.completion_ms - creq.send_ms
-                                     + ctx.return_ms[creq.client])
+        o = res.outcomes
+        for state, mask in ((RequestState.COMPLETED, o.completed),
+                            (RequestState.DROPPED, o.dropped),
+                            (RequestState.REJECTED, o.rejected)):
+            out.states[state] += int(mask.sum())
+        out.on_time += int(o.on_time.sum())
+        _count_by_model(out, cols, cols.model[at], o.on_time)
+        done, of = o.completion_ms[o.completed], at[o.completed]
+        if done.size:
+            last_done = max(last_done, float(done.max()))
+        out.latencies += (done - cols.send_ms[of] + cols.return_ms[of]).tolist()
     end = ep.end_ms if math.isfinite(ep.end_ms) else ctx.scenario.duration_s * 1000.0
     ep.hold_end_ms = max(end, last_done)
 
@@ -188,6 +232,12 @@ def run_planner(name: str, ctx: _Context, progress: Progress | None = None) -> P
                               max_utilization=sc.max_utilization)
 
     out = _Outcome()
+
+    def serve(ep: _Epoch) -> None:
+        t0 = time.perf_counter()
+        _serve(ctx, ep, len(epochs) - 1, out)
+        out.serve_s += time.perf_counter() - t0
+
     epochs = [_Epoch(candidate(0.0, min(window, duration)), 0.0, 0.0, "initial")]
     if progress:
         progress(name, 1, total)
@@ -198,13 +248,13 @@ def run_planner(name: str, ctx: _Context, progress: Progress | None = None) -> P
         if reason is not None:
             switch_ms = t + sc.replan.startup_s * 1000.0
             epochs[-1].end_ms = switch_ms
-            _serve(ctx, epochs[-1], len(epochs) - 1, out)
+            serve(epochs[-1])
             epochs.append(_Epoch(cand, t, switch_ms, reason))
             log.info("%s: t=%.0f s switch (%s): share %.3f", name, t / 1000.0, reason,
                      cand.plan.total_share if cand.plan else 0.0)
         if progress:
             progress(name, done, total)
-    _serve(ctx, epochs[-1], len(epochs) - 1, out)
+    serve(epochs[-1])
     wall = time.perf_counter() - wall
 
     steps = _timeline(epochs)
@@ -230,6 +280,8 @@ def run_planner(name: str, ctx: _Context, progress: Progress | None = None) -> P
         forced_switches=sum(ep.reason in FORCED for ep in epochs[1:]),
         switches=switches,
         wall_s=wall,
+        plan_s=wall - out.serve_s,
+        serve_s=out.serve_s,
     )
 
 
@@ -259,5 +311,5 @@ def run_scenario(scenario: Scenario, planners: Sequence[str], *, seed: int | Non
     reqs, back = scenario_requests(scenario, cost, seed)
     log.info("scenario %s: %d requests from %d clients over %g s", scenario.name, len(reqs),
              scenario.num_clients, scenario.duration_s)
-    ctx = _Context(scenario, cost, reqs, back, seed)
+    ctx = _Context(scenario, cost, reqs, seed, _columns(reqs, back))
     return {name: run_planner(name, ctx, progress) for name in planners}

@@ -24,18 +24,19 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
 
 from graft.cost.base import CostModel
-from graft.planner.plan import TEMPORAL, Plan, Stage
+from graft.planner.plan import TEMPORAL, Plan
 from graft.sim.batching import Executor
-from graft.sim.engine import EventQueue, run
-from graft.sim.events import RequestArrival
+from graft.sim.engine import EventLoop
+from graft.sim.events import Hop, ServerState
 from graft.sim.lifecycle import Request, RequestState
-from graft.sim.metrics import summarize
+from graft.sim.metrics import Outcomes, outcomes, summarize
 from graft.workload.flows import Flow, Workload
 
 log = logging.getLogger(__name__)
@@ -43,55 +44,68 @@ log = logging.getLogger(__name__)
 ARRIVALS = ("poisson", "fixed")
 #: Smallest factor jitter can scale a batch's execution time by.
 MIN_JITTER_FACTOR = 0.5
+#: Jitter normals drawn at a time.
+JITTER_BLOCK = 1024
 
 
-@dataclass
-class ServerState:
-    """What events read and change: the clock, routes, executors and the cost of a batch."""
+class BatchTimes:
+    """``ms(stage, n)``: the execution time of a batch of ``n`` in ``stage``,
+    ``cost.latency_ms`` (at share 1.0 in a temporal plan, else the stage's run share; each
+    (stage, n) computed once) times ``max(0.5, 1 + jitter * N(0, 1))`` with one draw per
+    batch. The normals are drawn ``JITTER_BLOCK`` at a time, which gives the same numbers
+    in the same order as one draw per call."""
 
-    plan: Plan
-    cost: CostModel
-    executors: list[Executor[Request]]
-    #: stage id -> indices of the executors serving it (one per replica)
-    replicas: dict[str, list[int]]
-    #: flow id -> stage ids of its route
-    routes: dict[str, tuple[str, ...]]
-    jitter: float = 0.0
-    rng: np.random.Generator = field(default_factory=lambda: np.random.default_rng(0))
-    drop_late: bool = False
-    forward_ms: float = 0.0
-    now_ms: float = 0.0
-    _stages: dict[str, Stage] = field(default_factory=dict)
-    _latency: dict[tuple[str, int], float] = field(default_factory=dict)
+    def __init__(self, plan: Plan, cost: CostModel, jitter: float = 0.0,
+                 rng: np.random.Generator | None = None) -> None:
+        self._plan, self._cost, self._jitter = plan, cost, jitter
+        self._rng = rng if rng is not None else np.random.default_rng(0)
+        self._stages = plan.stage_by_id()
+        self._table: dict[str, list[float | None]] = {
+            st.id: [None] * (st.batch + 1) for st in plan.stages}
+        self._factors: list[float] = []
+        self._next = 0
 
-    def __post_init__(self) -> None:
-        self._stages = self.plan.stage_by_id()
-
-    def pick_executor(self, stage: str) -> int:
-        """Join the shortest queue among the stage's replicas (the first on ties)."""
-        return min(self.replicas[stage], key=lambda i: self.executors[i].load())
-
-    def batch_ms(self, executor: int, stage: str, n: int) -> float:
-        """Execution time of a batch of ``n`` in ``stage`` (jittered when asked)."""
-        key = (stage, n)
-        if key not in self._latency:
-            st = self._stages[stage]
-            share = 1.0 if self.plan.gpu_sharing == TEMPORAL else st.run_share
-            self._latency[key] = self.cost.latency_ms(st.model, st.start, st.end, n, share)
-        base = self._latency[key]
-        if self.jitter <= 0.0:
+    def ms(self, stage: str, n: int) -> float:
+        """The time of one batch of ``n`` in ``stage``, ms."""
+        row = self._table[stage]
+        base = row[n]
+        if base is None:
+            base = row[n] = self._latency(stage, n)
+        if self._jitter <= 0.0:
             return base
-        return base * max(MIN_JITTER_FACTOR, 1.0 + self.jitter * self.rng.standard_normal())
+        if self._next == len(self._factors):
+            z = self._rng.standard_normal(JITTER_BLOCK)
+            self._factors = np.maximum(MIN_JITTER_FACTOR, 1.0 + self._jitter * z).tolist()
+            self._next = 0
+        self._next += 1
+        return base * self._factors[self._next - 1]
+
+    def _latency(self, stage: str, n: int) -> float:
+        st = self._stages[stage]
+        share = 1.0 if self._plan.gpu_sharing == TEMPORAL else st.run_share
+        return self._cost.latency_ms(st.model, st.start, st.end, n, share)
 
 
 @dataclass
 class Result:
-    """Every request of a run, each in its terminal state, and their metrics."""
+    """Every request of a run, each in its terminal state; their metrics and outcome
+    columns are computed when first read."""
 
     requests: list[Request]
-    metrics: dict[str, Any]
+    #: Events handled (arrivals included).
     events: int
+    #: The instant of the last event.
     end_ms: float
+
+    @cached_property
+    def metrics(self) -> dict[str, Any]:
+        """``summarize(requests)``."""
+        return summarize(self.requests)
+
+    @cached_property
+    def outcomes(self) -> Outcomes:
+        """``outcomes(requests)``: per-request masks and completion times."""
+        return outcomes(self.requests)
 
 
 def build_executors(plan: Plan) -> tuple[list[Executor[Request]], dict[str, list[int]]]:
@@ -129,6 +143,28 @@ class ServerArrival:
     model: str
     partition: int
     tag: Any = None
+
+
+@dataclass(frozen=True)
+class ArrivalColumns:
+    """Server arrivals as columns, entry ``i`` holding the fields of ``ServerArrival`` ``i``
+    (tags left out): what ``simulate_requests`` reads, built without an object per
+    arrival."""
+
+    arrival_ms: list[float]
+    flow: list[str | None]
+    deadline_ms: list[float]
+    model: list[str]
+    partition: list[int]
+
+    @classmethod
+    def of(cls, arrivals: Sequence[ServerArrival]) -> ArrivalColumns:
+        return cls([a.arrival_ms for a in arrivals], [a.flow for a in arrivals],
+                   [a.deadline_ms for a in arrivals], [a.model for a in arrivals],
+                   [a.partition for a in arrivals])
+
+    def __len__(self) -> int:
+        return len(self.arrival_ms)
 
 
 #: The ``Request.flow`` of an arrival that has no flow (rejected without a route).
@@ -189,52 +225,61 @@ def simulate_plan(plan: Plan, workload: Workload, cost: CostModel, *, duration_s
     arrival_seq, _ = np.random.SeedSequence(seed).spawn(2)
     requests = make_requests(workload, duration_s, np.random.default_rng(arrival_seq),
                              arrivals)
-    server_arrivals = [ServerArrival(r.arrival_ms, r.flow, r.deadline_ms, r.model, r.partition)
-                       for r in requests]
-    return simulate_requests(plan, server_arrivals, cost, seed=seed, jitter=jitter,
+    columns = ArrivalColumns([r.arrival_ms for r in requests], [r.flow for r in requests],
+                             [r.deadline_ms for r in requests], [r.model for r in requests],
+                             [r.partition for r in requests])
+    return simulate_requests(plan, columns, cost, seed=seed, jitter=jitter,
                              drop_late=drop_late, drain_cap_s=drain_cap_s,
                              forward_ms=forward_ms, horizon_ms=duration_s * 1000.0)
 
 
-def simulate_requests(plan: Plan, arrivals: Sequence[ServerArrival], cost: CostModel, *,
+def simulate_requests(plan: Plan, arrivals: Sequence[ServerArrival] | ArrivalColumns,
+                      cost: CostModel, *,
                       seed: int = 0, jitter: float = 0.0, drop_late: bool = False,
                       drain_cap_s: float = 60.0, forward_ms: float = 0.0,
                       horizon_ms: float | None = None) -> Result:
-    """Serve ``arrivals`` with ``plan``; the request of ``arrivals[i]`` has id ``i``.
+    """Serve ``arrivals`` (a list, or its ``ArrivalColumns``) with ``plan``; the request of
+    ``arrivals[i]`` has id ``i``.
 
     Arrivals are taken in time order (ties in list order). The run stops at ``horizon_ms``
     (default: the last arrival) plus ``drain_cap_s``. Jitter draws come from the second
     child of ``SeedSequence(seed)``, as in ``simulate_plan``, so both give the same result
     on the same arrivals and seed. Other arguments as in ``simulate_plan``.
     """
-    if jitter < 0 or drain_cap_s < 0:
-        raise ValueError("jitter and drain_cap_s must be non-negative")
-    order = sorted(range(len(arrivals)), key=lambda i: arrivals[i].arrival_ms)
-    requests = [Request(id=i, flow=a.flow if a.flow is not None else UNROUTED, model=a.model,
-                        partition=a.partition, arrival_ms=a.arrival_ms,
-                        deadline_ms=a.deadline_ms) for i, a in enumerate(arrivals)]
-    _, jitter_seq = np.random.SeedSequence(seed).spawn(2)
-    executors, replicas = build_executors(plan)
-    state = ServerState(plan=plan, cost=cost, executors=executors, replicas=replicas,
-                        routes={r.flow: r.stages for r in plan.routes}, jitter=jitter,
-                        rng=np.random.default_rng(jitter_seq), drop_late=drop_late,
-                        forward_ms=forward_ms)
-    queue: EventQueue[ServerState] = EventQueue()
-    for i in order:
-        if arrivals[i].flow is None:
-            requests[i].state = RequestState.REJECTED
-        else:
-            queue.push(RequestArrival(requests[i].arrival_ms, requests[i]))
+    if jitter < 0 or drain_cap_s < 0 or forward_ms < 0:
+        raise ValueError("jitter, drain_cap_s and forward_ms must be non-negative")
+    cols = arrivals if isinstance(arrivals, ArrivalColumns) else ArrivalColumns.of(arrivals)
+    requests = list(map(Request, range(len(cols)),
+                        [f if f is not None else UNROUTED for f in cols.flow], cols.model,
+                        cols.partition, cols.arrival_ms, cols.deadline_ms))
+    times = np.asarray(cols.arrival_ms, dtype=float)
+    unrouted = np.fromiter([f is None for f in cols.flow], bool, len(cols))
+    for i in np.flatnonzero(unrouted).tolist():
+        requests[i].state = RequestState.REJECTED
+    order = np.argsort(times, kind="stable")
+    order = order[~unrouted[order]]
+    served = [requests[i] for i in order.tolist()]
     if horizon_ms is None:
-        horizon_ms = max((a.arrival_ms for a in arrivals), default=0.0)
+        horizon_ms = float(times.max()) if len(cols) else 0.0
     end_ms = horizon_ms + drain_cap_s * 1000.0
-    events = run(state, queue, until_ms=end_ms)
-    unfinished = [r for r in requests if not r.state.terminal]
+    loop = EventLoop()
+    batch_times = BatchTimes(plan, cost, jitter,
+                             np.random.default_rng(np.random.SeedSequence(seed).spawn(2)[1]))
+    state = ServerState(loop, _hops(plan), batch_times.ms, drop_late=drop_late,
+                        forward_ms=forward_ms)
+    events = loop.run(times[order].tolist(), state.reach, served, until_ms=end_ms)
+    unfinished = [r for r in requests if r.state is RequestState.ARRIVED]
     for r in unfinished:
         r.state = RequestState.DROPPED
     if unfinished:
         log.info("stopped at %.0f ms with %d requests unfinished (dropped)", end_ms,
                  len(unfinished))
     log.info("simulated %d requests, %d events", len(requests), events)
-    return Result(requests=requests, metrics=summarize(requests), events=events,
-                  end_ms=state.now_ms)
+    return Result(requests=requests, events=events, end_ms=loop.now_ms)
+
+
+def _hops(plan: Plan) -> dict[str, tuple[Hop, ...]]:
+    """flow id -> its route's hops: (stage id, the executors serving it)."""
+    executors, replicas = build_executors(plan)
+    hops = {st.id: (st.id, [executors[k] for k in replicas[st.id]]) for st in plan.stages}
+    return {r.flow: tuple(hops[s] for s in r.stages) for r in plan.routes}
