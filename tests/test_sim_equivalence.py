@@ -341,15 +341,19 @@ def test_no_arrivals_and_only_rejections():
 
 def reference_route(requests, plan: Plan, workload: Workload) -> list[str | None]:
     """The routed flow of each request: of its (model, partition)'s routed flows sorted by
-    (budget, id), the last with budget not above its own, else the first; None if none."""
+    (budget, id), the last with budget not above its own, else the first; None if none, or
+    if the request's budget is below the sum of that route's stage exec_ms."""
     routed = {r.flow for r in plan.routes}
+    exec_ms = {s.id: s.exec_ms for s in plan.stages}
+    least = {r.flow: sum(exec_ms[s] for s in r.stages) for r in plan.routes}
     out = []
     for r in requests:
         cands = sorted((f for f in workload.flows if f.id in routed
                         and (f.model, f.partition) == (r.model, r.partition)),
                        key=lambda f: (f.budget_ms, f.id))
         fits = [f for f in cands if f.budget_ms <= r.budget_ms]
-        out.append(fits[-1].id if fits else (cands[0].id if cands else None))
+        pick = fits[-1].id if fits else (cands[0].id if cands else None)
+        out.append(pick if pick is not None and r.budget_ms >= least[pick] else None)
     return out
 
 

@@ -164,9 +164,23 @@ def test_observed_workload_classes_unservable_and_routing():
         np.percentile([need * 1.1, need * 1.2], 5))
     plan = make_planner("graft").plan(obs.workload, V100)
     routed = route_requests(reqs + [creq(need * 2.0, p=4)], plan, obs.workload)
+    # budgets need/2 and -5 are below the tightest route's least latency: rejected at once
+    assert plan.least_latency_ms()["tiny/p2/b0"] > need * 0.5
     assert [a.flow for a in routed] == ["tiny/p2/b0", "tiny/p2/b0", "tiny/p2/b2",
-                                        "tiny/p2/b0", "tiny/p2/b0", "tiny/p2/b2", None]
+                                        None, None, "tiny/p2/b2", None]
     assert routed[2].deadline_ms == pytest.approx(100.0 + need * 3.0)
+
+
+def test_admission_rejects_only_requests_that_cannot_be_on_time():
+    need = needed_budget_ms(V100, "tiny", 2)
+    obs = observed_workload([creq(need * 1.1)], V100, window_ms=(0.0, 1000.0))
+    plan = make_planner("graft").plan(obs.workload, V100)
+    floor = plan.least_latency_ms()["tiny/p2/b0"]
+    stages = plan.stage_by_id()
+    assert floor == pytest.approx(sum(stages[s].exec_ms for s in plan.routes[0].stages))
+    # below the tightest flow's budget, but enough for idle stages: still admitted (best effort)
+    routed = route_requests([creq(floor), creq(floor * 0.999)], plan, obs.workload)
+    assert [a.flow for a in routed] == ["tiny/p2/b0", None]
 
 
 # ------------------------------------------------------------------ end to end

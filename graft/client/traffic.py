@@ -32,6 +32,9 @@ Requests whose budget is below ``need`` are counted as unservable, not planned f
 ``route_requests``: a request takes the route of the planned flow of its (model, partition)
 with the largest budget not above its own (else the tightest such flow; it may be late); with
 no routed flow of its (model, partition) it is rejected. Its deadline is its own budget.
+Admission control: a request whose budget is below its route's least latency (the sum of
+its stages' ``exec_ms``, ``Plan.least_latency_ms``) cannot be on time even on idle stages,
+so it is rejected at once instead of taking capacity from requests that can still make it.
 """
 
 from __future__ import annotations
@@ -270,10 +273,10 @@ def observed_workload(requests: Sequence[ClientRequest], cost: CostModel, *,
 def route_columns(requests: Sequence[ClientRequest], plan: Plan,
                   workload: Workload) -> ArrivalColumns:
     """``route_requests`` as columns (``simulate_requests`` reads either)."""
-    routed = {r.flow for r in plan.routes}
+    least = plan.least_latency_ms()
     by_fragment: dict[tuple[str, int], list[Flow]] = defaultdict(list)
     for f in workload.flows:
-        if f.id in routed:
+        if f.id in least:
             by_fragment[(f.model, f.partition)].append(f)
     n = len(requests)
     arrival = np.fromiter([r.arrival_ms for r in requests], float, n)
@@ -286,8 +289,12 @@ def route_columns(requests: Sequence[ClientRequest], plan: Plan,
         fl = sorted(by_fragment[key], key=lambda f: (f.budget_ms, f.id))
         at = np.flatnonzero(fragment == c)
         # the largest budget not above the request's (the last such), else the tightest
-        pick = np.searchsorted([f.budget_ms for f in fl], budget[at], side="right") - 1
-        flow[at] = np.array([f.id for f in fl], dtype=object)[np.maximum(pick, 0)]
+        pick = np.maximum(np.searchsorted([f.budget_ms for f in fl], budget[at],
+                                          side="right") - 1, 0)
+        # admission: a request that cannot finish in time even on idle stages is rejected
+        floor = np.array([least[f.id] for f in fl])[pick]
+        flow[at] = np.where(budget[at] >= floor, np.array([f.id for f in fl], dtype=object)[pick],
+                            None)
     return ArrivalColumns(arrival.tolist(), flow.tolist(), (arrival + budget).tolist(), models,
                           parts)
 
@@ -296,7 +303,8 @@ def route_requests(requests: Sequence[ClientRequest], plan: Plan,
                    workload: Workload) -> list[ServerArrival]:
     """One ``ServerArrival`` per request (same order, ``tag`` = the request): the route of
     the routed flow of its (model, partition) with the largest budget not above its own, else
-    the tightest such flow; None (rejected) when its (model, partition) has no routed flow."""
+    the tightest such flow; None (rejected) when its (model, partition) has no routed flow,
+    or when its budget is below that route's least latency (it cannot be on time)."""
     c = route_columns(requests, plan, workload)
     return [ServerArrival(arrival, flow, deadline, model, p, tag=r)
             for arrival, flow, deadline, model, p, r in zip(

@@ -149,6 +149,13 @@ class Plan:
     def stage_by_id(self) -> dict[str, Stage]:
         return {s.id: s for s in self.stages}
 
+    def least_latency_ms(self) -> dict[str, float]:
+        """Per routed flow, the least time a request can spend in the server: the sum of its
+        stages' ``exec_ms`` (every stage idle when the request reaches it, no hand-off time).
+        A request with less budget than that cannot be on time under this plan."""
+        exec_ms = {s.id: s.exec_ms for s in self.stages}
+        return {r.flow: sum(exec_ms[s] for s in r.stages) for r in self.routes}
+
     def with_info(self, **info: Any) -> Plan:
         return replace(self, info={**self.info, **info})
 

@@ -8,7 +8,9 @@ their requests are rejected), and compares the candidate with the serving plan:
 - **forced** switches: the serving plan routes no flow of a (model, partition) that the
   candidate routes (``unrouted``: those requests would be rejected), or the observed rates
   routed onto one of its stages exceed what the stage was provisioned for, its planned rate
-  divided by ``max_utilization`` (``overloaded``: its queues would grow without bound);
+  divided by ``max_utilization`` (``overloaded``: its queues would grow without bound); flows
+  whose budget is below the least latency of the route they would take count for nothing,
+  since admission control rejects their requests (``route_requests``);
 - an optional switch, ``cheaper``: the candidate's total share is below
   ``(1 - hysteresis)`` times the serving plan's.
 
@@ -89,12 +91,17 @@ def overloaded(current: Candidate, observed: Workload, max_utilization: float) -
         return False
     by_fragment = routed_flows(current.plan, current.workload)
     routes = {r.flow: r.stages for r in current.plan.routes}
+    least = current.plan.least_latency_ms()
     load: dict[str, float] = defaultdict(float)
     for f in observed.flows:
         cands = by_fragment.get((f.model, f.partition))
-        if cands:
-            for stage in routes[_take(cands, f.budget_ms).id]:
-                load[stage] += f.rate
+        if not cands:
+            continue
+        taken = _take(cands, f.budget_ms).id
+        if f.budget_ms < least[taken]:
+            continue  # admission control rejects these requests: they load no stage
+        for stage in routes[taken]:
+            load[stage] += f.rate
     return any(load[s.id] > s.rate / max_utilization * (1 + OVERLOAD_TOLERANCE)
                for s in current.plan.stages if s.id in load)
 

@@ -228,7 +228,9 @@ def run_planner(name: str, ctx: _Context, progress: Progress | None = None) -> P
     total = 1 + len(decisions)
 
     def candidate(lo: float, hi: float) -> Candidate:
-        return make_candidate(planner, ctx.requests, ctx.cost, window_ms=(lo, hi),
+        arrival = ctx.columns.arrival_ms
+        seen = [ctx.requests[i] for i in np.flatnonzero((arrival >= lo) & (arrival < hi))]
+        return make_candidate(planner, seen, ctx.cost, window_ms=(lo, hi),
                               max_utilization=sc.max_utilization)
 
     out = _Outcome()
