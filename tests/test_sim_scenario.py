@@ -109,6 +109,7 @@ def check_counts(r):
     assert r.on_time <= r.completed
     assert len(r.latencies_ms) == r.completed
     assert math.isclose(r.slo_attainment, r.on_time / r.requests)
+    assert r.slo_attainment <= r.attainment_ceiling <= 1.0
     assert r.share_timeline[-1][1:] == (0.0, 0)
     assert r.share_seconds > 0 and r.mean_gpus > 0
 

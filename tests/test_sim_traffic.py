@@ -10,6 +10,7 @@ from graft.client.devices import get_device
 from graft.client.traffic import (
     ClientRequest,
     ClientSpec,
+    attainment_ceiling,
     generate_requests,
     observed_workload,
     route_requests,
@@ -280,3 +281,11 @@ def test_bad_upload_sizes_are_rejected(kw):
     with pytest.raises(GraftInputError):
         ClientSpec(id="c", model="tiny", device="jetson", slo_ms=200.0, rate=1.0,
                    trace=const_trace(8.0), **kw)
+
+
+def test_attainment_ceiling_counts_budgets_at_least_the_fastest():
+    need = needed_budget_ms(V100, "tiny", 2)
+    fastest = need / 2.0
+    reqs = [creq(fastest), creq(fastest * 0.99), creq(need * 3.0), creq(-1.0)]
+    assert attainment_ceiling(reqs, V100) == pytest.approx(0.5)
+    assert attainment_ceiling([], V100) == 1.0

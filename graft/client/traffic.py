@@ -28,6 +28,8 @@ of a budget ``b`` for a fragment needing ``need`` (``needed_budget_ms``) is
 ``[need, 1.5 need)``). A flow's rate is its count over the window; its budget is the 5th
 percentile of its requests' budgets, so about 95% of them have at least the planned budget.
 Requests whose budget is below ``need`` are counted as unservable, not planned for.
+``attainment_ceiling``: the share of requests with a budget of at least ``need / 2`` (the
+fastest their fragment runs), the most any planner can have on time.
 
 ``route_requests``: a request takes the route of the planned flow of its (model, partition)
 with the largest budget not above its own (else the tightest such flow; it may be late); with
@@ -268,6 +270,18 @@ def observed_workload(requests: Sequence[ClientRequest], cost: CostModel, *,
     log.info("observed %d flows from %d requests (%d unservable)", len(flows),
              sum(len(b) for b in groups.values()), unservable)
     return Observation(Workload(flows), unservable)
+
+
+def attainment_ceiling(requests: Sequence[ClientRequest], cost: CostModel) -> float:
+    """The share of ``requests`` whose server budget is at least the fastest time their
+    fragment ``[p, L)`` can run at any batch and share (half its ``needed_budget_ms``): no
+    plan can have the others on time, so no planner's SLO attainment exceeds this (1.0 when
+    there are no requests)."""
+    if not requests:
+        return 1.0
+    need = _needed(cost)
+    ok = sum(r.budget_ms >= need(r.model, r.partition) / 2.0 for r in requests)
+    return ok / len(requests)
 
 
 def route_columns(requests: Sequence[ClientRequest], plan: Plan,

@@ -66,6 +66,7 @@ def summary(runs: Mapping[str, PlannerRun]) -> dict:
         "completed": int(r.completed),
         "rejected": int(r.rejected),
         "slo_attainment": float(r.slo_attainment),
+        "attainment_ceiling": float(r.attainment_ceiling),
         "p50_ms": _float_or_none(r.p50_ms),
         "p99_ms": _float_or_none(r.p99_ms),
         "share_seconds": float(r.share_seconds),
@@ -176,6 +177,7 @@ def markdown(scenario: str, runs: Mapping[str, PlannerRun]) -> str:
         ("rejected", [str(r.rejected) for r in runs.values()]),
         ("dropped", [str(r.dropped) for r in runs.values()]),
         ("SLO attainment", [f"{100 * r.slo_attainment:.2f}%" for r in runs.values()]),
+        ("attainment ceiling", [f"{100 * r.attainment_ceiling:.2f}%" for r in runs.values()]),
         ("p50 latency (ms)", [_ms(r.p50_ms) for r in runs.values()]),
         ("p99 latency (ms)", [_ms(r.p99_ms) for r in runs.values()]),
         ("share-seconds", [f"{r.share_seconds:.2f}" for r in runs.values()]),
@@ -192,8 +194,10 @@ def markdown(scenario: str, runs: Mapping[str, PlannerRun]) -> str:
              "| | " + " | ".join(runs) + " |",
              "|---|" + "---:|" * len(runs)]
     lines += [f"| {label} | " + " | ".join(cells) + " |" for label, cells in rows]
-    lines += ["", "SLO attainment counts on-time completions over all requests; latencies are "
-              "end-to-end, of completed requests.", "",
+    lines += ["", "SLO attainment counts on-time completions over all requests; the "
+              "attainment ceiling is the share of requests whose server budget is at least the "
+              "fastest their fragment can run (no planner can have the others on time); "
+              "latencies are end-to-end, of completed requests.", "",
               "## GPU share over time", "", f"![GPU share over time]({SHARE_PLOT})", "",
               "## Latency CDF", "", f"![latency CDF]({CDF_PLOT})", "",
               "## SLO attainment by model", "", f"![attainment by model]({ATTAINMENT_PLOT})",

@@ -44,7 +44,12 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from graft.client.partition import result_bytes, transfer_ms
-from graft.client.traffic import ClientRequest, generate_requests, route_columns
+from graft.client.traffic import (
+    ClientRequest,
+    attainment_ceiling,
+    generate_requests,
+    route_columns,
+)
 from graft.cost.base import CostModel
 from graft.cost.registry import make_cost_model
 from graft.models.catalog import get_model
@@ -94,6 +99,9 @@ class PlannerRun:
     plan_s: float = 0.0
     #: The part of ``wall_s`` spent serving: routing, simulating and tallying the epochs.
     serve_s: float = 0.0
+    #: The share of the scenario's requests that any server could have had on time (their
+    #: budget at least their fragment's fastest time): no planner's attainment exceeds it.
+    attainment_ceiling: float = 1.0
 
 
 @dataclass
@@ -142,6 +150,7 @@ class _Context:
     requests: list[ClientRequest]
     seed: int
     columns: _Columns
+    attainment_ceiling: float = 1.0
 
 
 def _columns(reqs: Sequence[ClientRequest], return_ms: dict[str, float]) -> _Columns:
@@ -284,6 +293,7 @@ def run_planner(name: str, ctx: _Context, progress: Progress | None = None) -> P
         wall_s=wall,
         plan_s=wall - out.serve_s,
         serve_s=out.serve_s,
+        attainment_ceiling=ctx.attainment_ceiling,
     )
 
 
@@ -313,5 +323,6 @@ def run_scenario(scenario: Scenario, planners: Sequence[str], *, seed: int | Non
     reqs, back = scenario_requests(scenario, cost, seed)
     log.info("scenario %s: %d requests from %d clients over %g s", scenario.name, len(reqs),
              scenario.num_clients, scenario.duration_s)
-    ctx = _Context(scenario, cost, reqs, seed, _columns(reqs, back))
+    ctx = _Context(scenario, cost, reqs, seed, _columns(reqs, back),
+                   attainment_ceiling(reqs, cost))
     return {name: run_planner(name, ctx, progress) for name in planners}
