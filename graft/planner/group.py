@@ -16,6 +16,8 @@ from graft.planner.merge import Fragment, collapse_by_partition
 from graft.planner.realign import DEFAULT_STEPS, Alignment, realign
 
 DEFAULT_MAX_CLASSES = 4
+#: Share below which two costs count as equal (shares are whole percentages or coarser).
+TIE_EPS = 1e-9
 
 
 def budget_classes(fragments: list[Fragment], max_classes: int) -> list[list[Fragment]]:
@@ -52,7 +54,9 @@ def best_grouping(
             members = [f for c in classes[start:end] for f in c]
             alignment = realign(collapse_by_partition(members), cost, steps)
             total = best_cost[start] + alignment.cost
-            if total < best_cost[end]:
+            # ties (to rounding) keep the fewer, larger groups found first: their shared
+            # stages pool more traffic, so bursts and shifts between budgets hurt less
+            if total < best_cost[end] - TIE_EPS:
                 best_cost[end] = total
                 best_groups[end] = [*best_groups[start], alignment]
     return best_groups[n]
