@@ -99,6 +99,9 @@ class PlannerRun:
     plan_s: float = 0.0
     #: The part of ``wall_s`` spent serving: routing, simulating and tallying the epochs.
     serve_s: float = 0.0
+    #: The integral of the serving plans' ``lower_bound_share`` over the same holding times
+    #: as ``share_seconds``: no plan for the same observed flows could cost less.
+    lower_bound_share_seconds: float = 0.0
     #: The share of the scenario's requests that any server could have had on time (their
     #: budget at least their fragment's fastest time): no planner's attainment exceeds it.
     attainment_ceiling: float = 1.0
@@ -294,6 +297,9 @@ def run_planner(name: str, ctx: _Context, progress: Progress | None = None) -> P
         plan_s=wall - out.serve_s,
         serve_s=out.serve_s,
         attainment_ceiling=ctx.attainment_ceiling,
+        lower_bound_share_seconds=sum(
+            ep.cand.plan.lower_bound_share * (ep.hold_end_ms - ep.decided_ms) / 1000.0
+            for ep in epochs if ep.cand.plan is not None),
     )
 
 
