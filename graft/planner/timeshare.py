@@ -71,13 +71,15 @@ def _feasible(members: list[StageDraft], grids: list[np.ndarray], j: int, cost: 
     return duty, configs
 
 
-def solve_slice(members: list[StageDraft], cost: CostModel, at_least: float = 0.0
-                ) -> _Slice | None:
-    """The least share on the grid, no smaller than ``at_least``, at which ``members`` can
-    time-share one slice."""
+def solve_slice(members: list[StageDraft], cost: CostModel, at_least: float = 0.0,
+                below: float = float("inf")) -> _Slice | None:
+    """The least share on the grid, no smaller than ``at_least`` and less than ``below``, at
+    which ``members`` can time-share one slice."""
     grids = [_columns(cost, m) for m in members]
     lo = bisect.bisect_left(cost.shares, at_least * (1 - EPS))
-    hi = len(cost.shares) - 1
+    hi = min(len(cost.shares), bisect.bisect_left(cost.shares, below * (1 - EPS))) - 1
+    if hi < lo:
+        return None
     best = _feasible(members, grids, hi, cost)
     if best is None:
         return None
@@ -107,7 +109,9 @@ def share_slices(drafts: list[StageDraft], cost: CostModel) -> list[StageDraft]:
             # only grows), so merging saves at most the smaller of the two shares
             if len(s.members) >= MAX_MEMBERS or min(s.share, d.config.share) <= best_gain:
                 continue
-            trial = solve_slice([*s.members, d], cost, max(s.share, d.config.share))
+            # only a slice smaller than both shares less the best gain so far improves on it
+            trial = solve_slice([*s.members, d], cost, max(s.share, d.config.share),
+                                below=s.share + d.config.share - best_gain)
             if trial is None:
                 continue
             gain = s.share + d.config.share - trial.share
