@@ -9,7 +9,7 @@ import pytest
 
 from graft.cli import main
 from graft.errors import GraftInputError
-from graft.sim.run import run_scenario
+from graft.sim.run import decision_windows, run_scenario
 from graft.sim.scenario import load_scenario, parse_scenario, scenario_clients
 from graft.workload.tracegen import markov_trace, write_rate_csv
 
@@ -112,6 +112,14 @@ def check_counts(r):
     assert r.slo_attainment <= r.attainment_ceiling <= 1.0
     assert r.share_timeline[-1][1:] == (0.0, 0)
     assert r.share_seconds > 0 and r.mean_gpus > 0
+    if r.planner != "nexus":  # the floor bounds spatial plans
+        assert 0 < r.share_seconds_floor <= r.share_seconds + 1e-9
+
+
+def test_decision_windows_follow_the_replan_schedule():
+    sc = scenario(duration_s=10, replan={"period_s": 3, "window_s": 2, "startup_s": 0.5})
+    assert decision_windows(sc) == [(0.0, 0.0, 2000.0), (3000.0, 1000.0, 3000.0),
+                                    (6000.0, 4000.0, 6000.0), (9000.0, 7000.0, 9000.0)]
 
 
 def test_planners_see_the_same_requests_and_runs_are_deterministic():

@@ -28,7 +28,9 @@ from graft.client.traffic import ClientRequest, observed_workload
 from graft.cost.base import CostModel
 from graft.planner.base import Planner
 from graft.planner.headroom import plan_with_headroom
+from graft.planner.lower_bound import latency_floor_share, lower_bound_share
 from graft.planner.plan import Plan
+from graft.planner.servable import split_servable
 from graft.workload.flows import Flow, Workload
 
 #: Reasons a switch is forced; ``cheaper`` is the optional one.
@@ -55,6 +57,17 @@ def make_candidate(planner: Planner, requests: Sequence[ClientRequest], cost: Co
     plan = plan_with_headroom(planner, obs.workload, cost, max_utilization=max_utilization,
                               allow_partial=True)
     return Candidate(plan, obs.workload, obs.unservable)
+
+
+def window_floor(requests: Sequence[ClientRequest], cost: CostModel, *,
+                 window_ms: tuple[float, float], max_utilization: float) -> float:
+    """The least total share of any spatial plan ``make_candidate`` can make from this
+    window: ``share_floor`` of the servable observed flows, their rate bound scaled by the
+    headroom (0.0 when nothing was observed)."""
+    flows = observed_workload(requests, cost, window_ms=window_ms).workload.flows
+    served, _ = split_servable(Workload(flows), cost, allow_partial=True)
+    return max(lower_bound_share(served, cost) / max_utilization,
+               latency_floor_share(served, cost))
 
 
 def routed_flows(plan: Plan | None, workload: Workload) -> dict[tuple[str, int], list[Flow]]:

@@ -39,7 +39,7 @@ import math
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -56,7 +56,7 @@ from graft.models.catalog import get_model
 from graft.planner.base import Planner
 from graft.planner.registry import make_planner
 from graft.sim.lifecycle import RequestState
-from graft.sim.replan import FORCED, Candidate, make_candidate, switch_reason
+from graft.sim.replan import FORCED, Candidate, make_candidate, switch_reason, window_floor
 from graft.sim.scenario import Scenario, scenario_clients
 from graft.sim.server import simulate_requests
 
@@ -99,9 +99,9 @@ class PlannerRun:
     plan_s: float = 0.0
     #: The part of ``wall_s`` spent serving: routing, simulating and tallying the epochs.
     serve_s: float = 0.0
-    #: The integral of the serving plans' ``lower_bound_share`` over the same holding times
-    #: as ``share_seconds``: no plan for the same observed flows could cost less.
-    lower_bound_share_seconds: float = 0.0
+    #: The least share-seconds any spatial planner could hold on this scenario under its
+    #: controller (``share_seconds_floor``); the same for every planner of a scenario.
+    share_seconds_floor: float = 0.0
     #: The share of the scenario's requests that any server could have had on time (their
     #: budget at least their fragment's fastest time): no planner's attainment exceeds it.
     attainment_ceiling: float = 1.0
@@ -154,6 +154,7 @@ class _Context:
     seed: int
     columns: _Columns
     attainment_ceiling: float = 1.0
+    share_seconds_floor: float = 0.0
 
 
 def _columns(reqs: Sequence[ClientRequest], return_ms: dict[str, float]) -> _Columns:
@@ -206,6 +207,35 @@ def _serve(ctx: _Context, ep: _Epoch, index: int, out: _Outcome) -> None:
     ep.hold_end_ms = max(end, last_done)
 
 
+def decision_windows(sc: Scenario) -> list[tuple[float, float, float]]:
+    """``(decision ms, window start ms, window end ms)`` of the initial plan (decided at 0 from
+    ``[0, window_s)``) and of every later decision ``t = k * period_s < duration_s`` (from
+    ``[t - window_s, t)``)."""
+    period, window = sc.replan.period_s * 1000.0, sc.replan.window_s * 1000.0
+    duration = sc.duration_s * 1000.0
+    later = [k * period for k in range(1, math.ceil(duration / period)) if k * period < duration]
+    return [(0.0, 0.0, min(window, duration))] + [(t, max(0.0, t - window), t) for t in later]
+
+
+def _seen(ctx: _Context, lo: float, hi: float) -> list[ClientRequest]:
+    """The requests reaching the server in ``[lo, hi)`` ms."""
+    arrival = ctx.columns.arrival_ms
+    return [ctx.requests[i] for i in np.flatnonzero((arrival >= lo) & (arrival < hi))]
+
+
+def share_seconds_floor(ctx: _Context) -> float:
+    """The least share-seconds any spatial planner can hold over ``[0, duration_s)`` under the
+    scenario's controller: at every instant the plan serving was decided at or before it,
+    from a window whose ``window_floor`` its total share is at least."""
+    sc = ctx.scenario
+    windows = decision_windows(sc)
+    floors = [window_floor(_seen(ctx, lo, hi), ctx.cost, window_ms=(lo, hi),
+                           max_utilization=sc.max_utilization) for _, lo, hi in windows]
+    ends = [t for t, _, _ in windows[1:]] + [sc.duration_s * 1000.0]
+    return sum((end - t) / 1000.0 * min(floors[: k + 1])
+               for k, ((t, _, _), end) in enumerate(zip(windows, ends)))
+
+
 def _timeline(epochs: Sequence[_Epoch]) -> list[tuple[float, float, int]]:
     deltas: dict[float, list[float]] = defaultdict(lambda: [0.0, 0.0])
     for ep in epochs:
@@ -233,16 +263,11 @@ def run_planner(name: str, ctx: _Context, progress: Progress | None = None) -> P
     sc = ctx.scenario
     planner: Planner = make_planner(name)
     wall = time.perf_counter()
-    period, window = sc.replan.period_s * 1000.0, sc.replan.window_s * 1000.0
-    duration = sc.duration_s * 1000.0
-    decisions = [k * period for k in range(1, math.ceil(duration / period))
-                 if k * period < duration]
+    (_, *first), *decisions = decision_windows(sc)
     total = 1 + len(decisions)
 
     def candidate(lo: float, hi: float) -> Candidate:
-        arrival = ctx.columns.arrival_ms
-        seen = [ctx.requests[i] for i in np.flatnonzero((arrival >= lo) & (arrival < hi))]
-        return make_candidate(planner, seen, ctx.cost, window_ms=(lo, hi),
+        return make_candidate(planner, _seen(ctx, lo, hi), ctx.cost, window_ms=(lo, hi),
                               max_utilization=sc.max_utilization)
 
     out = _Outcome()
@@ -252,11 +277,11 @@ def run_planner(name: str, ctx: _Context, progress: Progress | None = None) -> P
         _serve(ctx, ep, len(epochs) - 1, out)
         out.serve_s += time.perf_counter() - t0
 
-    epochs = [_Epoch(candidate(0.0, min(window, duration)), 0.0, 0.0, "initial")]
+    epochs = [_Epoch(candidate(*first), 0.0, 0.0, "initial")]
     if progress:
         progress(name, 1, total)
-    for done, t in enumerate(decisions, start=2):
-        cand = candidate(max(0.0, t - window), t)
+    for done, (t, lo, hi) in enumerate(decisions, start=2):
+        cand = candidate(lo, hi)
         reason = switch_reason(epochs[-1].cand, cand, hysteresis=sc.replan.hysteresis,
                                max_utilization=sc.max_utilization)
         if reason is not None:
@@ -297,9 +322,7 @@ def run_planner(name: str, ctx: _Context, progress: Progress | None = None) -> P
         plan_s=wall - out.serve_s,
         serve_s=out.serve_s,
         attainment_ceiling=ctx.attainment_ceiling,
-        lower_bound_share_seconds=sum(
-            ep.cand.plan.lower_bound_share * (ep.hold_end_ms - ep.decided_ms) / 1000.0
-            for ep in epochs if ep.cand.plan is not None),
+        share_seconds_floor=ctx.share_seconds_floor,
     )
 
 
@@ -331,4 +354,5 @@ def run_scenario(scenario: Scenario, planners: Sequence[str], *, seed: int | Non
              scenario.num_clients, scenario.duration_s)
     ctx = _Context(scenario, cost, reqs, seed, _columns(reqs, back),
                    attainment_ceiling(reqs, cost))
+    ctx = replace(ctx, share_seconds_floor=share_seconds_floor(ctx))
     return {name: run_planner(name, ctx, progress) for name in planners}
