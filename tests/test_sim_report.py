@@ -21,7 +21,7 @@ def _run(planner: str, latencies: list[float], **kw) -> PlannerRun:
         p50_ms=None, p99_ms=None, share_seconds=12.5, mean_gpus=1.5,
         share_timeline=[(0.0, 1.25, 2), (4.0, 2.5, 3), (8.0, 0.75, 1)],
         latencies_ms=latencies, attainment_by_model={"resnet50": 0.8, "vgg16": 0.6},
-        plans=2, sim_requests_per_s=25000.0, attainment_ceiling=0.9,
+        plans=2, sim_requests_per_s=25000.0, attainment_ceiling=0.9, share_seconds_floor=4.0,
     )
     fields.update(kw)
     return PlannerRun(**fields)
@@ -61,15 +61,15 @@ def test_summary_schema_and_values(written):
     assert summary["planners"]["graft"] == {
         "requests": 10, "completed": 8, "rejected": 1, "slo_attainment": 0.7,
         "attainment_ceiling": 0.9, "p50_ms": 37.5, "p99_ms": 88.6, "share_seconds": 10.0,
-        "mean_gpus": 1.5,
+        "share_seconds_floor": 4.0, "mean_gpus": 1.5,
     }
     g = summary["planners"]["gslice"]
     assert (g["completed"], g["p99_ms"], g["share_seconds"], g["mean_gpus"]) == (5, 39.6, 25.0, 3.0)
     for entry in summary["planners"].values():
         for key in ("requests", "completed", "rejected"):
             assert type(entry[key]) is int
-        for key in ("slo_attainment", "attainment_ceiling", "share_seconds", "mean_gpus",
-                    "p50_ms", "p99_ms"):
+        for key in ("slo_attainment", "attainment_ceiling", "share_seconds",
+                    "share_seconds_floor", "mean_gpus", "p50_ms", "p99_ms"):
             assert type(entry[key]) is float
     _check_pngs(out)
 
@@ -90,6 +90,8 @@ def test_markdown_names_planners_and_embeds_plots(written, runs):
     ceiling_row = next(line for line in md.splitlines()
                        if line.startswith("| attainment ceiling"))
     assert ceiling_row.count("90.00%") == 2
+    floor_row = next(line for line in md.splitlines() if line.startswith("| share-seconds floor"))
+    assert floor_row.count("4.00") == 2
 
 
 @pytest.mark.parametrize("missing", [None, float("nan")])

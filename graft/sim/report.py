@@ -70,6 +70,7 @@ def summary(runs: Mapping[str, PlannerRun]) -> dict:
         "p50_ms": _float_or_none(r.p50_ms),
         "p99_ms": _float_or_none(r.p99_ms),
         "share_seconds": float(r.share_seconds),
+        "share_seconds_floor": float(r.share_seconds_floor),
         "mean_gpus": float(r.mean_gpus),
     } for name, r in runs.items()}}
 
@@ -181,6 +182,7 @@ def markdown(scenario: str, runs: Mapping[str, PlannerRun]) -> str:
         ("p50 latency (ms)", [_ms(r.p50_ms) for r in runs.values()]),
         ("p99 latency (ms)", [_ms(r.p99_ms) for r in runs.values()]),
         ("share-seconds", [f"{r.share_seconds:.2f}" for r in runs.values()]),
+        ("share-seconds floor", [f"{r.share_seconds_floor:.2f}" for r in runs.values()]),
         ("mean GPUs", [f"{r.mean_gpus:.2f}" for r in runs.values()]),
         ("plan switches", [str(r.plans) for r in runs.values()]),
         ("simulated req/s (wall clock)", [f"{r.sim_requests_per_s:,.0f}"
@@ -196,8 +198,10 @@ def markdown(scenario: str, runs: Mapping[str, PlannerRun]) -> str:
     lines += [f"| {label} | " + " | ".join(cells) + " |" for label, cells in rows]
     lines += ["", "SLO attainment counts on-time completions over all requests; the "
               "attainment ceiling is the share of requests whose server budget is at least the "
-              "fastest their fragment can run (no planner can have the others on time); "
-              "latencies are end-to-end, of completed requests.", "",
+              "fastest their fragment can run (no planner can have the others on time); the "
+              "share-seconds floor is the least any spatial planner (not nexus's whole-GPU time "
+              "slicing) could hold under the same re-planning; latencies are end-to-end, of "
+              "completed requests.", "",
               "## GPU share over time", "", f"![GPU share over time]({SHARE_PLOT})", "",
               "## Latency CDF", "", f"![latency CDF]({CDF_PLOT})", "",
               "## SLO attainment by model", "", f"![attainment by model]({ATTAINMENT_PLOT})",
