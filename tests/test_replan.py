@@ -1,8 +1,9 @@
-"""When a candidate plan replaces the serving one: overload counts only traffic the serving
-plan would admit; a cheaper candidate needs to beat the hysteresis."""
+"""When a candidate plan replaces the serving one: overload counts only the traffic the
+serving plan would admit; a cheaper candidate needs to beat the hysteresis."""
 
 import pytest
 
+from graft.client.traffic import ClientRequest
 from graft.cost.registry import make_cost_model
 from graft.planner.registry import make_planner
 from graft.planner.servable import needed_budget_ms
@@ -10,6 +11,7 @@ from graft.sim.replan import Candidate, overloaded, switch_reason
 from graft.workload.flows import Flow, Workload
 
 V100 = make_cost_model("analytic:v100")
+WINDOW_S = 2.0
 
 
 def serving(rate: float = 20.0, model: str = "tiny") -> Candidate:
@@ -18,18 +20,30 @@ def serving(rate: float = 20.0, model: str = "tiny") -> Candidate:
     return Candidate(make_planner("graft").plan(w, V100), w, 0)
 
 
+def window(rate: float, budget_ms: float, partition: int = 2) -> Candidate:
+    """A candidate whose window holds ``rate`` req/s of tiny requests with ``budget_ms``
+    (its plan does not matter to ``overloaded``)."""
+    n = round(rate * WINDOW_S)
+    reqs = tuple(ClientRequest(client="c", model="tiny", partition=partition,
+                               send_ms=k - 5.0, arrival_ms=float(k), budget_ms=budget_ms,
+                               head_ms=1.0, upload_ms=1.0, estimate_mbps=8.0)
+                 for k in range(n))
+    return Candidate(None, Workload(()), 0, reqs, WINDOW_S)
+
+
 def test_overload_counts_admitted_traffic_only():
     cur = serving()
     stage = cur.plan.stages[0]
     floor = cur.plan.least_latency_ms()["tiny/p2/b1"]
     heavy = stage.rate * 10
     # ten times the planned rate with a budget the route can meet: overloaded
-    assert overloaded(cur, Workload((Flow("x", "tiny", 2, heavy, floor * 1.01),)), 1.0)
+    assert overloaded(cur, window(heavy, floor * 1.01), 1.0)
     # the same rate with a budget below the route's least latency: admission control
     # rejects those requests, so they load nothing
-    assert not overloaded(cur, Workload((Flow("x", "tiny", 2, heavy, floor * 0.99),)), 1.0)
+    assert not overloaded(cur, window(heavy, floor * 0.99), 1.0)
     # traffic of a fragment the plan does not route loads nothing either
-    assert not overloaded(cur, Workload((Flow("x", "tiny", 3, heavy, floor * 10),)), 1.0)
+    assert not overloaded(cur, window(heavy, floor * 10, partition=3), 1.0)
+    assert not overloaded(cur, Candidate(None, Workload(()), 0), 1.0)  # no window
 
 
 def test_switch_reasons():
@@ -47,10 +61,11 @@ def test_switch_reasons():
 
 @pytest.mark.parametrize("util", [0.5, 1.0])
 def test_overload_threshold_is_planned_rate_over_max_utilization(util):
-    cur = serving()
+    cur = serving(rate=100.0)
     stage = cur.plan.stages[0]
     budget = cur.plan.least_latency_ms()["tiny/p2/b1"] * 2
-    just_below = stage.rate / util * 0.999
-    just_above = stage.rate / util * 1.001
-    assert not overloaded(cur, Workload((Flow("x", "tiny", 2, just_below, budget),)), util)
-    assert overloaded(cur, Workload((Flow("x", "tiny", 2, just_above, budget),)), util)
+    # requests are counted over the window: rates on a 1 / WINDOW_S grid
+    step = 1.0 / WINDOW_S
+    just_below = (stage.rate / util) // step * step
+    assert not overloaded(cur, window(just_below, budget), util)
+    assert overloaded(cur, window(just_below + step, budget), util)

@@ -8,9 +8,9 @@ their requests are rejected), and compares the candidate with the serving plan:
 - **forced** switches: the serving plan routes no flow of a (model, partition) that the
   candidate routes (``unrouted``: those requests would be rejected), or the observed rates
   routed onto one of its stages exceed what the stage was provisioned for, its planned rate
-  divided by ``max_utilization`` (``overloaded``: its queues would grow without bound); flows
-  whose budget is below the least latency of the route they would take count for nothing,
-  since admission control rejects their requests (``route_requests``);
+  divided by ``max_utilization`` (``overloaded``: its queues would grow without bound). The
+  window's requests are routed onto the serving plan exactly as ``route_requests`` routes
+  them, so those its admission control rejects count for nothing;
 - an optional switch, ``cheaper``: the candidate's total share is below
   ``(1 - hysteresis)`` times the serving plan's.
 
@@ -20,11 +20,11 @@ serving plan stays.
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from graft.client.traffic import ClientRequest, observed_workload
+from graft.client.traffic import ClientRequest, observed_workload, route_columns
 from graft.cost.base import CostModel
 from graft.planner.base import Planner
 from graft.planner.headroom import plan_with_headroom
@@ -46,17 +46,24 @@ class Candidate:
     plan: Plan | None
     workload: Workload
     unservable: int
+    #: The window's requests and its length (s): the load ``overloaded`` routes onto the
+    #: serving plan.
+    requests: tuple[ClientRequest, ...] = ()
+    window_s: float = 0.0
 
 
 def make_candidate(planner: Planner, requests: Sequence[ClientRequest], cost: CostModel, *,
                    window_ms: tuple[float, float], max_utilization: float) -> Candidate:
     """Observe ``window_ms`` and plan it (partial: unservable flows are left unserved)."""
     obs = observed_workload(requests, cost, window_ms=window_ms)
+    start, end = window_ms
+    seen = tuple(r for r in requests if start <= r.arrival_ms < end)
+    window_s = (end - start) / 1000.0
     if not obs.workload.flows:
-        return Candidate(None, obs.workload, obs.unservable)
+        return Candidate(None, obs.workload, obs.unservable, seen, window_s)
     plan = plan_with_headroom(planner, obs.workload, cost, max_utilization=max_utilization,
                               allow_partial=True)
-    return Candidate(plan, obs.workload, obs.unservable)
+    return Candidate(plan, obs.workload, obs.unservable, seen, window_s)
 
 
 def window_floor(requests: Sequence[ClientRequest], cost: CostModel, *,
@@ -84,37 +91,24 @@ def routed_flows(plan: Plan | None, workload: Workload) -> dict[tuple[str, int],
     return out
 
 
-def _take(cands: list[Flow], budget_ms: float) -> Flow:
-    """``route_requests``'s rule: the largest budget not above ``budget_ms``, else the
-    tightest."""
-    fits = [f for f in cands if f.budget_ms <= budget_ms]
-    return fits[-1] if fits else cands[0]
-
-
 def unrouted(current: Candidate, candidate: Candidate) -> bool:
     """Whether the candidate routes a (model, partition) that the serving plan does not."""
     return bool(set(routed_flows(candidate.plan, candidate.workload))
                 - set(routed_flows(current.plan, current.workload)))
 
 
-def overloaded(current: Candidate, observed: Workload, max_utilization: float) -> bool:
-    """Whether the observed flows, routed onto the serving plan as its requests would be,
-    put more load on a stage than its planned rate / ``max_utilization``."""
-    if current.plan is None:
+def overloaded(current: Candidate, candidate: Candidate, max_utilization: float) -> bool:
+    """Whether the candidate's window of requests, routed onto the serving plan as
+    ``route_requests`` would route them (admission control included: requests it rejects
+    load nothing), puts more load on a stage than its planned rate / ``max_utilization``."""
+    if current.plan is None or candidate.window_s <= 0:
         return False
-    by_fragment = routed_flows(current.plan, current.workload)
+    routed = route_columns(candidate.requests, current.plan, current.workload).flow
     routes = {r.flow: r.stages for r in current.plan.routes}
-    least = current.plan.least_latency_ms()
     load: dict[str, float] = defaultdict(float)
-    for f in observed.flows:
-        cands = by_fragment.get((f.model, f.partition))
-        if not cands:
-            continue
-        taken = _take(cands, f.budget_ms).id
-        if f.budget_ms < least[taken]:
-            continue  # admission control rejects these requests: they load no stage
-        for stage in routes[taken]:
-            load[stage] += f.rate
+    for flow, count in Counter(f for f in routed if f is not None).items():
+        for stage in routes[flow]:
+            load[stage] += count / candidate.window_s
     return any(load[s.id] > s.rate / max_utilization * (1 + OVERLOAD_TOLERANCE)
                for s in current.plan.stages if s.id in load)
 
@@ -126,7 +120,7 @@ def switch_reason(current: Candidate, candidate: Candidate, *, hysteresis: float
         return None
     if current.plan is None or unrouted(current, candidate):
         return "unrouted"
-    if overloaded(current, candidate.workload, max_utilization):
+    if overloaded(current, candidate, max_utilization):
         return "overloaded"
     if candidate.plan.total_share < (1.0 - hysteresis) * current.plan.total_share:
         return "cheaper"
