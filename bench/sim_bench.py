@@ -233,7 +233,8 @@ def report(results: dict, *, duration_s: float, command: str, total_wall: float)
               for p in PLANNERS}
     lines += ["", "## Simulator speed", "",
               "Simulated requests per wall second of planning + simulation (request "
-              "generation excluded; `PlannerRun.sim_requests_per_s`, pooled over all "
+              "generation and window observation, done once per scenario, excluded; "
+              "`PlannerRun.sim_requests_per_s`, pooled over all "
               "scenarios), and the two parts: planning (`plan_s`: planning and switch "
               "decisions) and serving (`serve_s`: routing, simulating and tallying).", "",
               "| planner | requests | wall s | plan s | serve s | requests / s "

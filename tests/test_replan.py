@@ -7,7 +7,7 @@ from graft.client.traffic import ClientRequest
 from graft.cost.registry import make_cost_model
 from graft.planner.registry import make_planner
 from graft.planner.servable import needed_budget_ms
-from graft.sim.replan import Candidate, overloaded, switch_reason
+from graft.sim.replan import Candidate, Window, observe, overloaded, switch_reason
 from graft.workload.flows import Flow, Workload
 
 V100 = make_cost_model("analytic:v100")
@@ -17,7 +17,7 @@ WINDOW_S = 2.0
 def serving(rate: float = 20.0, model: str = "tiny") -> Candidate:
     need = needed_budget_ms(V100, model, 2)
     w = Workload((Flow(f"{model}/p2/b1", model, 2, rate, need * 2.0),))
-    return Candidate(make_planner("graft").plan(w, V100), w, 0)
+    return Candidate(make_planner("graft").plan(w, V100), Window((), WINDOW_S, w))
 
 
 def window(rate: float, budget_ms: float, partition: int = 2) -> Candidate:
@@ -28,7 +28,7 @@ def window(rate: float, budget_ms: float, partition: int = 2) -> Candidate:
                                send_ms=k - 5.0, arrival_ms=float(k), budget_ms=budget_ms,
                                head_ms=1.0, upload_ms=1.0, estimate_mbps=8.0)
                  for k in range(n))
-    return Candidate(None, Workload(()), 0, reqs, WINDOW_S)
+    return Candidate(None, Window(reqs, WINDOW_S, Workload(())))
 
 
 def test_overload_counts_admitted_traffic_only():
@@ -43,15 +43,15 @@ def test_overload_counts_admitted_traffic_only():
     assert not overloaded(cur, window(heavy, floor * 0.99), 1.0)
     # traffic of a fragment the plan does not route loads nothing either
     assert not overloaded(cur, window(heavy, floor * 10, partition=3), 1.0)
-    assert not overloaded(cur, Candidate(None, Workload(()), 0), 1.0)  # no window
+    assert not overloaded(cur, Candidate(None, Window((), 0.0, Workload(()))), 1.0)
 
 
 def test_switch_reasons():
     cur = serving(rate=2000.0, model="resnet50")
-    assert switch_reason(cur, Candidate(None, Workload(()), 0), hysteresis=0.05,
-                         max_utilization=1.0) is None
+    nothing = Candidate(None, Window((), WINDOW_S, Workload(())))
+    assert switch_reason(cur, nothing, hysteresis=0.05, max_utilization=1.0) is None
     w = Workload((Flow("y", "resnet50", 4, 1.0, 50.0),))
-    other = Candidate(make_planner("graft").plan(w, V100), w, 0)
+    other = Candidate(make_planner("graft").plan(w, V100), Window((), WINDOW_S, w))
     assert switch_reason(cur, other, hysteresis=0.05, max_utilization=1.0) == "unrouted"
     cheaper = serving(rate=20.0, model="resnet50")
     assert cheaper.plan.total_share < 0.5 * cur.plan.total_share
@@ -69,3 +69,11 @@ def test_overload_threshold_is_planned_rate_over_max_utilization(util):
     just_below = (stage.rate / util) // step * step
     assert not overloaded(cur, window(just_below, budget), util)
     assert overloaded(cur, window(just_below + step, budget), util)
+
+
+def test_observe_keeps_the_window_and_its_flows():
+    reqs = window(10.0, 50.0).window.requests  # arrivals at 0, 1, ..., 19 ms
+    w = observe(reqs, V100, window_ms=(5.0, 15.0))
+    assert [r.arrival_ms for r in w.requests] == [float(k) for k in range(5, 15)]
+    assert w.seconds == 0.01
+    assert [f.rate for f in w.workload.flows] == [pytest.approx(1000.0)]  # 10 in 10 ms

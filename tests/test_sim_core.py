@@ -14,6 +14,7 @@ from graft.sim.batching import Executor, take_batch
 from graft.sim.engine import EventLoop
 from graft.workload.flows import Flow, Workload
 
+from simworkloads import low_rate_workload, random_workload
 from toycost import ToyCost
 
 TOY = ToyCost(overhead_ms=0.3)
@@ -41,18 +42,6 @@ def one_stage_plan(exec_ms: float, rate: float, batch: int = 1) -> Plan:
                exec_ms=exec_ms, rate=rate, gpus=(0,))
     return Plan(planner="hand", cost_model="const", stages=(st,),
                 routes=(Route("f", ("s",), 2 * exec_ms),))
-
-
-def random_workload(seed: int, n: int) -> Workload:
-    rng = np.random.default_rng(seed)
-    return Workload(tuple(
-        Flow(f"f{i}", "tiny", int(rng.integers(0, 6)), float(rng.uniform(5, 400)),
-             float(rng.uniform(8, 30))) for i in range(n)))
-
-
-def low_rate_workload() -> Workload:
-    return Workload(tuple(Flow(f"f{i}", "tiny", i % 6, 3.0 + i, 8.0 + 0.5 * i)
-                          for i in range(12)))
 
 
 def assert_conserved(result) -> None:

@@ -33,6 +33,7 @@ from graft.sim.scenario import parse_scenario
 from graft.sim.server import ArrivalColumns, ServerArrival, simulate_requests
 from graft.workload.flows import Flow, Workload
 
+from simworkloads import low_rate_workload, random_workload
 from toycost import ToyCost
 
 TOY = ToyCost(overhead_ms=0.3)
@@ -289,18 +290,6 @@ def test_hand_plans_match_the_reference(name, kw):
     plan, partitions = HAND[name]
     for cost, span in ((STEP, 300), (TOY, 60)):
         assert_same(plan, tied_arrivals(partitions, 400, span, seed=len(name)), cost, **kw)
-
-
-def random_workload(seed: int, n: int) -> Workload:
-    rng = np.random.default_rng(seed)
-    return Workload(tuple(
-        Flow(f"f{i}", "tiny", int(rng.integers(0, 6)), float(rng.uniform(5, 400)),
-             float(rng.uniform(8, 30))) for i in range(n)))
-
-
-def low_rate_workload() -> Workload:
-    return Workload(tuple(Flow(f"f{i}", "tiny", i % 6, 3.0 + i, 8.0 + 0.5 * i)
-                          for i in range(12)))
 
 
 def poisson_arrivals(w: Workload, duration_ms: float, seed: int, scale: float = 1.0

@@ -57,12 +57,16 @@ def latency_floor_share(flows: Iterable[Flow], cost: CostModel) -> float:
     GPU. Whole-GPU time slicing (temporal plans) runs every stage at full speed: this does
     not bound them.
     """
+    tightest: dict[tuple[str, int], float] = {}  # per fragment, its least budget
+    for f in flows:
+        key = (f.model, f.partition)
+        tightest[key] = min(f.budget_ms, tightest.get(key, math.inf))
     shares = np.asarray(cost.shares, dtype=float)
     floor = 0.0
-    for f in flows:
-        end = get_model(f.model).num_blocks
-        fastest = np.min(np.asarray(cost.latency_grid(f.model, f.partition, end)), axis=0)
-        ok = np.flatnonzero(2.0 * fastest <= f.budget_ms * (1 + EPS))
+    for (model, p), budget in tightest.items():
+        end = get_model(model).num_blocks
+        fastest = np.min(np.asarray(cost.latency_grid(model, p, end)), axis=0)
+        ok = np.flatnonzero(2.0 * fastest <= budget * (1 + EPS))
         floor = max(floor, float(shares[ok[0]]) if ok.size else math.inf)
     return floor
 

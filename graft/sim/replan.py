@@ -1,7 +1,8 @@
 """Re-planning: when a new plan replaces the serving one (see ``docs/simulator.md``).
 
 At each decision time ``t`` the controller observes the requests that reached the server in
-``[t - window, t)`` (``observed_workload``), plans them with headroom and partial service
+``[t - window, t)`` (``observe``: a ``Window`` of them and their flows, from
+``observed_workload``), plans them with headroom and partial service
 (``plan_with_headroom(..., allow_partial=True)``: flows no plan can serve are left out, and
 their requests are rejected), and compares the candidate with the serving plan:
 
@@ -22,15 +23,14 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from graft.client.traffic import ClientRequest, observed_workload, route_columns
 from graft.cost.base import CostModel
 from graft.planner.base import Planner
 from graft.planner.headroom import plan_with_headroom
-from graft.planner.lower_bound import latency_floor_share, lower_bound_share
+from graft.planner.lower_bound import share_floor
 from graft.planner.plan import Plan
-from graft.planner.servable import split_servable
 from graft.workload.flows import Flow, Workload
 
 #: Reasons a switch is forced; ``cheaper`` is the optional one.
@@ -40,41 +40,55 @@ OVERLOAD_TOLERANCE = 1e-6
 
 
 @dataclass(frozen=True)
+class Window:
+    """One observation window: the requests that reached the server in it, its length, and
+    the flows they make (``observed_workload``). It depends on the scenario alone, so every
+    planner of a run and the share-seconds floor use the same one."""
+
+    requests: tuple[ClientRequest, ...]
+    seconds: float
+    workload: Workload
+
+
+def observe(requests: Sequence[ClientRequest], cost: CostModel, *,
+            window_ms: tuple[float, float]) -> Window:
+    """The requests of ``requests`` reaching the server in ``window_ms``, and their flows."""
+    start, end = window_ms
+    seen = tuple(r for r in requests if start <= r.arrival_ms < end)
+    obs = observed_workload(seen, cost, window_ms=window_ms)
+    return Window(seen, (end - start) / 1000.0, obs.workload)
+
+
+@dataclass(frozen=True)
 class Candidate:
     """A plan made from one observation window (``plan`` None: nothing was observed)."""
 
     plan: Plan | None
-    workload: Workload
-    unservable: int
-    #: The window's requests and its length (s): the load ``overloaded`` routes onto the
-    #: serving plan.
-    requests: tuple[ClientRequest, ...] = ()
-    window_s: float = 0.0
+    window: Window
+
+    @property
+    def workload(self) -> Workload:
+        """The flows the plan was made for."""
+        return self.window.workload
 
 
-def make_candidate(planner: Planner, requests: Sequence[ClientRequest], cost: CostModel, *,
-                   window_ms: tuple[float, float], max_utilization: float) -> Candidate:
-    """Observe ``window_ms`` and plan it (partial: unservable flows are left unserved)."""
-    obs = observed_workload(requests, cost, window_ms=window_ms)
-    start, end = window_ms
-    seen = tuple(r for r in requests if start <= r.arrival_ms < end)
-    window_s = (end - start) / 1000.0
-    if not obs.workload.flows:
-        return Candidate(None, obs.workload, obs.unservable, seen, window_s)
-    plan = plan_with_headroom(planner, obs.workload, cost, max_utilization=max_utilization,
+def make_candidate(planner: Planner, window: Window, cost: CostModel, *,
+                   max_utilization: float) -> Candidate:
+    """Plan the window's flows (partial: unservable flows are left unserved)."""
+    if not window.workload.flows:
+        return Candidate(None, window)
+    plan = plan_with_headroom(planner, window.workload, cost, max_utilization=max_utilization,
                               allow_partial=True)
-    return Candidate(plan, obs.workload, obs.unservable, seen, window_s)
+    return Candidate(plan, window)
 
 
-def window_floor(requests: Sequence[ClientRequest], cost: CostModel, *,
-                 window_ms: tuple[float, float], max_utilization: float) -> float:
-    """The least total share of any spatial plan ``make_candidate`` can make from this
-    window: ``share_floor`` of the servable observed flows, their rate bound scaled by the
-    headroom (0.0 when nothing was observed)."""
-    flows = observed_workload(requests, cost, window_ms=window_ms).workload.flows
-    served, _ = split_servable(Workload(flows), cost, allow_partial=True)
-    return max(lower_bound_share(served, cost) / max_utilization,
-               latency_floor_share(served, cost))
+def window_floor(window: Window, cost: CostModel, *, max_utilization: float) -> float:
+    """The least total share of any spatial plan ``make_candidate`` can make from the window:
+    ``share_floor`` of its flows at the rates a plan with headroom provisions (0.0 when
+    nothing was observed; observed flows are all servable, their budgets at least what
+    their fragments need)."""
+    return share_floor([replace(f, rate=f.rate / max_utilization)
+                        for f in window.workload.flows], cost)
 
 
 def routed_flows(plan: Plan | None, workload: Workload) -> dict[tuple[str, int], list[Flow]]:
@@ -101,14 +115,15 @@ def overloaded(current: Candidate, candidate: Candidate, max_utilization: float)
     """Whether the candidate's window of requests, routed onto the serving plan as
     ``route_requests`` would route them (admission control included: requests it rejects
     load nothing), puts more load on a stage than its planned rate / ``max_utilization``."""
-    if current.plan is None or candidate.window_s <= 0:
+    window = candidate.window
+    if current.plan is None or window.seconds <= 0:
         return False
-    routed = route_columns(candidate.requests, current.plan, current.workload).flow
+    routed = route_columns(window.requests, current.plan, current.workload).flow
     routes = {r.flow: r.stages for r in current.plan.routes}
     load: dict[str, float] = defaultdict(float)
     for flow, count in Counter(f for f in routed if f is not None).items():
         for stage in routes[flow]:
-            load[stage] += count / candidate.window_s
+            load[stage] += count / window.seconds
     return any(load[s.id] > s.rate / max_utilization * (1 + OVERLOAD_TOLERANCE)
                for s in current.plan.stages if s.id in load)
 

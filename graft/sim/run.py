@@ -39,7 +39,7 @@ import math
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -56,7 +56,15 @@ from graft.models.catalog import get_model
 from graft.planner.base import Planner
 from graft.planner.registry import make_planner
 from graft.sim.lifecycle import RequestState
-from graft.sim.replan import FORCED, Candidate, make_candidate, switch_reason, window_floor
+from graft.sim.replan import (
+    FORCED,
+    Candidate,
+    Window,
+    make_candidate,
+    observe,
+    switch_reason,
+    window_floor,
+)
 from graft.sim.scenario import Scenario, scenario_clients
 from graft.sim.server import simulate_requests
 
@@ -93,7 +101,8 @@ class PlannerRun:
     forced_switches: int = 0
     #: (decision time s, reason) of the initial plan and of every switch.
     switches: list[tuple[float, str]] = field(default_factory=list)
-    #: Wall time of planning + serving (``sim_requests_per_s`` is ``requests / wall_s``).
+    #: Wall time of planning + serving (``sim_requests_per_s`` is ``requests / wall_s``); what
+    #: every planner shares (requests, observed windows) is made once, outside it.
     wall_s: float = 0.0
     #: The part of ``wall_s`` spent planning and deciding switches (all but serving).
     plan_s: float = 0.0
@@ -153,6 +162,8 @@ class _Context:
     requests: list[ClientRequest]
     seed: int
     columns: _Columns
+    #: (decision ms, the window observed for it) of the initial plan and every decision.
+    windows: tuple[tuple[float, Window], ...]
     attainment_ceiling: float = 1.0
     share_seconds_floor: float = 0.0
 
@@ -217,23 +228,26 @@ def decision_windows(sc: Scenario) -> list[tuple[float, float, float]]:
     return [(0.0, 0.0, min(window, duration))] + [(t, max(0.0, t - window), t) for t in later]
 
 
-def _seen(ctx: _Context, lo: float, hi: float) -> list[ClientRequest]:
-    """The requests reaching the server in ``[lo, hi)`` ms."""
-    arrival = ctx.columns.arrival_ms
-    return [ctx.requests[i] for i in np.flatnonzero((arrival >= lo) & (arrival < hi))]
+def _windows(sc: Scenario, cost: CostModel, requests: Sequence[ClientRequest],
+             cols: _Columns) -> tuple[tuple[float, Window], ...]:
+    """Every decision's observation window, observed once for all planners."""
+    out = []
+    for t, lo, hi in decision_windows(sc):
+        seen = [requests[i] for i in np.flatnonzero((cols.arrival_ms >= lo)
+                                                    & (cols.arrival_ms < hi))]
+        out.append((t, observe(seen, cost, window_ms=(lo, hi))))
+    return tuple(out)
 
 
-def share_seconds_floor(ctx: _Context) -> float:
+def share_seconds_floor(sc: Scenario, cost: CostModel,
+                        windows: Sequence[tuple[float, Window]]) -> float:
     """The least share-seconds any spatial planner can hold over ``[0, duration_s)`` under the
     scenario's controller: at every instant the plan serving was decided at or before it,
     from a window whose ``window_floor`` its total share is at least."""
-    sc = ctx.scenario
-    windows = decision_windows(sc)
-    floors = [window_floor(_seen(ctx, lo, hi), ctx.cost, window_ms=(lo, hi),
-                           max_utilization=sc.max_utilization) for _, lo, hi in windows]
-    ends = [t for t, _, _ in windows[1:]] + [sc.duration_s * 1000.0]
+    floors = [window_floor(w, cost, max_utilization=sc.max_utilization) for _, w in windows]
+    ends = [t for t, _ in windows[1:]] + [sc.duration_s * 1000.0]
     return sum((end - t) / 1000.0 * min(floors[: k + 1])
-               for k, ((t, _, _), end) in enumerate(zip(windows, ends)))
+               for k, ((t, _), end) in enumerate(zip(windows, ends)))
 
 
 def _timeline(epochs: Sequence[_Epoch]) -> list[tuple[float, float, int]]:
@@ -263,12 +277,11 @@ def run_planner(name: str, ctx: _Context, progress: Progress | None = None) -> P
     sc = ctx.scenario
     planner: Planner = make_planner(name)
     wall = time.perf_counter()
-    (_, *first), *decisions = decision_windows(sc)
+    (_, first), *decisions = ctx.windows
     total = 1 + len(decisions)
 
-    def candidate(lo: float, hi: float) -> Candidate:
-        return make_candidate(planner, _seen(ctx, lo, hi), ctx.cost, window_ms=(lo, hi),
-                              max_utilization=sc.max_utilization)
+    def candidate(window: Window) -> Candidate:
+        return make_candidate(planner, window, ctx.cost, max_utilization=sc.max_utilization)
 
     out = _Outcome()
 
@@ -277,11 +290,11 @@ def run_planner(name: str, ctx: _Context, progress: Progress | None = None) -> P
         _serve(ctx, ep, len(epochs) - 1, out)
         out.serve_s += time.perf_counter() - t0
 
-    epochs = [_Epoch(candidate(*first), 0.0, 0.0, "initial")]
+    epochs = [_Epoch(candidate(first), 0.0, 0.0, "initial")]
     if progress:
         progress(name, 1, total)
-    for done, (t, lo, hi) in enumerate(decisions, start=2):
-        cand = candidate(lo, hi)
+    for done, (t, window) in enumerate(decisions, start=2):
+        cand = candidate(window)
         reason = switch_reason(epochs[-1].cand, cand, hysteresis=sc.replan.hysteresis,
                                max_utilization=sc.max_utilization)
         if reason is not None:
@@ -352,7 +365,8 @@ def run_scenario(scenario: Scenario, planners: Sequence[str], *, seed: int | Non
     reqs, back = scenario_requests(scenario, cost, seed)
     log.info("scenario %s: %d requests from %d clients over %g s", scenario.name, len(reqs),
              scenario.num_clients, scenario.duration_s)
-    ctx = _Context(scenario, cost, reqs, seed, _columns(reqs, back),
-                   attainment_ceiling(reqs, cost))
-    ctx = replace(ctx, share_seconds_floor=share_seconds_floor(ctx))
+    cols = _columns(reqs, back)
+    windows = _windows(scenario, cost, reqs, cols)
+    ctx = _Context(scenario, cost, reqs, seed, cols, windows, attainment_ceiling(reqs, cost),
+                   share_seconds_floor(scenario, cost, windows))
     return {name: run_planner(name, ctx, progress) for name in planners}
