@@ -25,10 +25,10 @@ from dataclasses import dataclass  # noqa: E402
 
 from graft.cost.registry import make_cost_model  # noqa: E402
 from graft.errors import GraftInputError  # noqa: E402
+from graft.plan.verify import verify  # noqa: E402
 from graft.planner.base import Planner  # noqa: E402
 from graft.planner.graft_planner import GraftPlanner  # noqa: E402
 from graft.planner.registry import make_planner  # noqa: E402
-from graft.planner.verify import verify  # noqa: E402
 from graft.workload.flows import Workload  # noqa: E402
 from graft.workload.synthetic import SHAPES, synthetic_workload  # noqa: E402
 

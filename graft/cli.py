@@ -125,8 +125,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 def cmd_verify(args: argparse.Namespace) -> int:
     from graft.cost.registry import make_cost_model
-    from graft.planner.plan import Plan
-    from graft.planner.verify import verify
+    from graft.plan.plan import Plan
+    from graft.plan.verify import verify
     from graft.workload.flows import load_json, load_workload
 
     workload = load_workload(args.workload)

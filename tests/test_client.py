@@ -21,7 +21,7 @@ from graft.cost.registry import make_cost_model
 from graft.errors import GraftInputError, UnknownNameError
 from graft.models.catalog import get_model, model_names
 from graft.models.spec import BlockSpec, ModelSpec
-from graft.planner.servable import needed_budget_ms
+from graft.plan.rules import needed_budget_ms
 
 # A toy chain: input 1000 floats = 4000 B; blocks of 10, 20 and 5 MFLOP; outputs 2000, 500, 40 B.
 TOY = ModelSpec(

@@ -42,5 +42,5 @@ def test_costs_are_monotone_in_cap(toy):
     costs, _ = opts.costs_at(50.0, caps)
     finite = costs[np.isfinite(costs)]
     assert len(finite) > 0 and np.all(np.diff(finite) <= 1e-12)
-    assert opts.fastest_ms == min(toy.latency_ms("tiny", 0, 6, b, g)
+    assert opts.fastest_time_ms == 2 * min(toy.latency_ms("tiny", 0, 6, b, g)
                                   for b in toy.batches for g in toy.shares)

@@ -87,7 +87,7 @@ def test_additive_up_to_stage_overhead(seg, batch, g, data) -> None:
     c = cost(gpu)
     whole = c.latency_ms(model, s, e, batch, g)
     parts = c.latency_ms(model, s, m, batch, g) + c.latency_ms(model, m, e, batch, g)
-    assert parts - whole == pytest.approx(c.params.stage_overhead_ms, rel=1e-6, abs=1e-9)
+    assert parts - whole == pytest.approx(c.params.batch_overhead_ms, rel=1e-6, abs=1e-9)
 
 
 @settings(max_examples=25, deadline=None)

@@ -6,7 +6,7 @@ from graft.cost.base import DeviceLimits
 from graft.errors import GraftInputError
 from graft.planner.group import best_grouping, budget_classes
 from graft.planner.merge import collapse_by_partition, fragment_of
-from graft.planner.pack import pack
+from graft.planner.pack import Unit, pack
 from graft.planner.realign import realign
 from graft.workload.flows import Flow
 
@@ -65,8 +65,12 @@ class _Cost:
     limits = LIMITS
 
 
+def _pack(units, together=()):
+    return pack([Unit(*u) for u in units], _Cost(), together)
+
+
 def test_pack_respects_share_memory_and_process_limits():
-    placed = pack([(0.6, 2, 1000), (0.4, 2, 1000), (0.1, 5, 1000)], _Cost())
+    placed = _pack([(0.6, 2, 1000), (0.4, 2, 1000), (0.1, 5, 1000)])
     gpus = {}
     for (share, _, mem), where in zip([(0.6, 2, 1000), (0.4, 2, 1000), (0.1, 5, 1000)], placed):
         for g in where:
@@ -78,8 +82,22 @@ def test_pack_respects_share_memory_and_process_limits():
     # 0.6 + 0.4 fill two GPUs; the five 0.1s need two more: at most 4 processes per GPU
     assert len(gpus) == 4 and sorted(n for _, _, n in gpus.values()) == [1, 2, 2, 4]
     # the process limit opens GPUs even when share is left
-    assert len(set(g for w in pack([(0.01, 9, 10)], _Cost()) for g in w)) == 3
+    assert len(set(g for w in _pack([(0.01, 9, 10)]) for g in w)) == 3
     # memory too
-    assert len(set(g for w in pack([(0.1, 3, 6000)], _Cost()) for g in w)) == 3
+    assert len(set(g for w in _pack([(0.1, 3, 6000)]) for g in w)) == 3
     with pytest.raises(GraftInputError, match="more than"):
-        pack([(0.5, 1, 20_000)], _Cost())
+        _pack([(0.5, 1, 20_000)])
+
+
+def test_pack_keeps_a_route_chain_on_one_gpu_when_that_costs_no_gpu():
+    # by share alone, first-fit decreasing pairs 0.5 with 0.5 and 0.3 with 0.3, splitting
+    # both chains (0 -> 2, 1 -> 3) over two GPUs
+    units = [(0.5, 1, 10), (0.5, 1, 10), (0.3, 1, 10), (0.3, 1, 10)]
+    plain = _pack(units)
+    assert plain[0] != plain[2] and plain[1] != plain[3]
+    chained = _pack(units, together=[[0, 2], [1, 3]])
+    assert chained[0] == chained[2] and chained[1] == chained[3]
+    assert len({g for w in chained for g in w}) == len({g for w in plain for g in w}) == 2
+    # a chain that would cost a GPU more is not kept together
+    units = [(0.6, 1, 10), (0.6, 1, 10), (0.4, 1, 10), (0.4, 1, 10)]
+    assert len({g for w in _pack(units, together=[[0, 1]]) for g in w}) == 2

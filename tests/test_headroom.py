@@ -3,9 +3,9 @@
 import pytest
 
 from graft.errors import GraftInputError
+from graft.plan.verify import verify
 from graft.planner.headroom import plan_with_headroom
 from graft.planner.registry import make_planner
-from graft.planner.verify import verify
 from graft.sim.server import simulate_plan
 from graft.workload.flows import Flow, Workload
 

@@ -6,10 +6,10 @@ import pytest
 
 from graft.errors import GraftInputError
 from graft.models.catalog import get_model
+from graft.plan.plan import TEMPORAL
+from graft.plan.rules import needed_budget_ms
+from graft.plan.verify import verify
 from graft.planner.nexus import NexusPlanner
-from graft.planner.plan import TEMPORAL
-from graft.planner.servable import needed_budget_ms
-from graft.planner.verify import verify
 from graft.workload.flows import Flow, Workload
 from graft.workload.synthetic import HETEROGENEOUS, synthetic_workload
 

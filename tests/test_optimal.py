@@ -11,12 +11,12 @@ import graft.planner.optimal as optimal_mod
 from graft.cli import main
 from graft.errors import GraftInputError
 from graft.models.catalog import get_model
+from graft.plan.rules import needed_budget_ms
+from graft.plan.verify import verify
 from graft.planner.configs import segment_options
 from graft.planner.graft_planner import GraftPlanner
 from graft.planner.gslice import GslicePlanner
 from graft.planner.optimal import OptimalPlanner
-from graft.planner.servable import needed_budget_ms
-from graft.planner.verify import verify
 from graft.workload.flows import Flow, Workload
 
 from toycost import ToyCost

@@ -8,12 +8,12 @@ from hypothesis import strategies as st
 
 from graft.errors import GraftInputError
 from graft.models.catalog import get_model
+from graft.plan.plan import SPATIAL
+from graft.plan.rules import needed_budget_ms
+from graft.plan.verify import verify
 from graft.planner.graft_planner import GraftPlanner
 from graft.planner.lower_bound import latency_floor_share, lower_bound_share, share_floor
-from graft.planner.plan import SPATIAL
 from graft.planner.registry import make_planner, planner_names
-from graft.planner.servable import needed_budget_ms
-from graft.planner.verify import verify
 from graft.workload.flows import Flow, Workload
 
 from toycost import ToyCost

@@ -5,8 +5,8 @@ import pytest
 
 from graft.client.traffic import ClientRequest
 from graft.cost.registry import make_cost_model
+from graft.plan.rules import needed_budget_ms
 from graft.planner.registry import make_planner
-from graft.planner.servable import needed_budget_ms
 from graft.sim.replan import Candidate, Window, observe, overloaded, switch_reason
 from graft.workload.flows import Flow, Workload
 
@@ -34,41 +34,41 @@ def window(rate: float, budget_ms: float, partition: int = 2) -> Candidate:
 def test_overload_counts_admitted_traffic_only():
     cur = serving()
     stage = cur.plan.stages[0]
-    floor = cur.plan.least_latency_ms()["tiny/p2/b1"]
+    floor = cur.plan.least_latency_ms(V100)["tiny/p2/b1"]
     heavy = stage.rate * 10
     # ten times the planned rate with a budget the route can meet: overloaded
-    assert overloaded(cur, window(heavy, floor * 1.01), 1.0)
+    assert overloaded(cur, window(heavy, floor * 1.01), 1.0, V100)
     # the same rate with a budget below the route's least latency: admission control
     # rejects those requests, so they load nothing
-    assert not overloaded(cur, window(heavy, floor * 0.99), 1.0)
+    assert not overloaded(cur, window(heavy, floor * 0.99), 1.0, V100)
     # traffic of a fragment the plan does not route loads nothing either
-    assert not overloaded(cur, window(heavy, floor * 10, partition=3), 1.0)
-    assert not overloaded(cur, Candidate(None, Window((), 0.0, Workload(()))), 1.0)
+    assert not overloaded(cur, window(heavy, floor * 10, partition=3), 1.0, V100)
+    assert not overloaded(cur, Candidate(None, Window((), 0.0, Workload(()))), 1.0, V100)
 
 
 def test_switch_reasons():
     cur = serving(rate=2000.0, model="resnet50")
     nothing = Candidate(None, Window((), WINDOW_S, Workload(())))
-    assert switch_reason(cur, nothing, hysteresis=0.05, max_utilization=1.0) is None
+    assert switch_reason(cur, nothing, hysteresis=0.05, max_utilization=1.0, cost=V100) is None
     w = Workload((Flow("y", "resnet50", 4, 1.0, 50.0),))
     other = Candidate(make_planner("graft").plan(w, V100), Window((), WINDOW_S, w))
-    assert switch_reason(cur, other, hysteresis=0.05, max_utilization=1.0) == "unrouted"
+    assert switch_reason(cur, other, hysteresis=0.05, max_utilization=1.0, cost=V100) == "unrouted"
     cheaper = serving(rate=20.0, model="resnet50")
     assert cheaper.plan.total_share < 0.5 * cur.plan.total_share
-    assert switch_reason(cur, cheaper, hysteresis=0.05, max_utilization=1.0) == "cheaper"
-    assert switch_reason(cur, cheaper, hysteresis=1.0, max_utilization=1.0) is None
+    assert switch_reason(cur, cheaper, hysteresis=0.05, max_utilization=1.0, cost=V100) == "cheaper"
+    assert switch_reason(cur, cheaper, hysteresis=1.0, max_utilization=1.0, cost=V100) is None
 
 
 @pytest.mark.parametrize("util", [0.5, 1.0])
 def test_overload_threshold_is_planned_rate_over_max_utilization(util):
     cur = serving(rate=100.0)
     stage = cur.plan.stages[0]
-    budget = cur.plan.least_latency_ms()["tiny/p2/b1"] * 2
+    budget = cur.plan.least_latency_ms(V100)["tiny/p2/b1"] * 2
     # requests are counted over the window: rates on a 1 / WINDOW_S grid
     step = 1.0 / WINDOW_S
     just_below = (stage.rate / util) // step * step
-    assert not overloaded(cur, window(just_below, budget), util)
-    assert overloaded(cur, window(just_below + step, budget), util)
+    assert not overloaded(cur, window(just_below, budget), util, V100)
+    assert overloaded(cur, window(just_below + step, budget), util, V100)
 
 
 def test_observe_keeps_the_window_and_its_flows():

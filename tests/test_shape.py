@@ -1,8 +1,8 @@
 """Replica shaping: busy stages take shares that pack onto fewer GPUs."""
 
+from graft.plan.verify import verify
 from graft.planner.graft_planner import GraftPlanner
 from graft.planner.shape import gpus_for
-from graft.planner.verify import verify
 from graft.workload.flows import Flow, Workload
 
 from toycost import ToyCost

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from graft.cost.base import DEFAULT_BATCHES, PERCENT_SHARES, DeviceLimits
-from graft.planner.plan import Plan, Route, Stage
+from graft.plan.plan import Plan, Route, Stage
 from graft.planner.registry import make_planner
 from graft.sim import RequestState, simulate_plan, summarize
 from graft.sim.batching import Executor, take_batch

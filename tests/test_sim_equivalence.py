@@ -25,7 +25,7 @@ import pytest
 import graft.sim.run as run_module
 from graft.client.traffic import ClientRequest, route_columns, route_requests
 from graft.cost.base import DEFAULT_BATCHES, PERCENT_SHARES, DeviceLimits
-from graft.planner.plan import TEMPORAL, Plan, Route, Stage
+from graft.plan.plan import TEMPORAL, Plan, Route, Stage
 from graft.planner.registry import make_planner
 from graft.sim.lifecycle import RequestState
 from graft.sim.run import run_scenario
@@ -358,11 +358,11 @@ def test_routing_matches_the_reference():
                           send_ms=t - 5.0, arrival_ms=t, budget_ms=float(rng.integers(-1, 7) * 5),
                           head_ms=1.0, upload_ms=1.0, estimate_mbps=8.0)
             for t in rng.uniform(0, 100, size=300)]
-    routed = route_requests(reqs, plan, w)
+    routed = route_requests(reqs, plan, w, TOY)
     assert [a.flow for a in routed] == reference_route(reqs, plan, w)
     assert [a.tag for a in routed] == reqs
     assert [a.deadline_ms for a in routed] == [r.arrival_ms + r.budget_ms for r in reqs]
-    assert ArrivalColumns.of(routed) == route_columns(reqs, plan, w)
+    assert ArrivalColumns.of(routed) == route_columns(reqs, plan, w, TOY)
 
 
 def reference_serve_epoch(ctx, ep, index, out) -> None:
@@ -377,7 +377,7 @@ def reference_serve_epoch(ctx, ep, index, out) -> None:
             out.by_model[r.model][1] += 1
     elif reqs:
         res = simulate_requests(ep.cand.plan, route_requests(reqs, ep.cand.plan,
-                                                             ep.cand.workload),
+                                                             ep.cand.workload, ctx.cost),
                                 ctx.cost, seed=ctx.seed + index, jitter=ctx.scenario.jitter)
         for sreq, creq, i in zip(res.requests, reqs, idx, strict=True):
             out.states[sreq.state] += 1

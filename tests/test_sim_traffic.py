@@ -17,9 +17,9 @@ from graft.client.traffic import (
 )
 from graft.cost.registry import make_cost_model
 from graft.models.catalog import get_model
+from graft.plan.rules import needed_budget_ms
 from graft.planner.headroom import plan_with_headroom
 from graft.planner.registry import make_planner
-from graft.planner.servable import needed_budget_ms
 from graft.sim.lifecycle import RequestState
 from graft.sim.server import (
     ServerArrival,
@@ -164,9 +164,9 @@ def test_observed_workload_classes_unservable_and_routing():
     assert flows["tiny/p2/b0"].budget_ms == pytest.approx(
         np.percentile([need * 1.1, need * 1.2], 5))
     plan = make_planner("graft").plan(obs.workload, V100)
-    routed = route_requests(reqs + [creq(need * 2.0, p=4)], plan, obs.workload)
+    routed = route_requests(reqs + [creq(need * 2.0, p=4)], plan, obs.workload, V100)
     # budgets need/2 and -5 are below the tightest route's least latency: rejected at once
-    assert plan.least_latency_ms()["tiny/p2/b0"] > need * 0.5
+    assert plan.least_latency_ms(V100)["tiny/p2/b0"] > need * 0.5
     assert [a.flow for a in routed] == ["tiny/p2/b0", "tiny/p2/b0", "tiny/p2/b2",
                                         None, None, "tiny/p2/b2", None]
     assert routed[2].deadline_ms == pytest.approx(100.0 + need * 3.0)
@@ -176,11 +176,11 @@ def test_admission_rejects_only_requests_that_cannot_be_on_time():
     need = needed_budget_ms(V100, "tiny", 2)
     obs = observed_workload([creq(need * 1.1)], V100, window_ms=(0.0, 1000.0))
     plan = make_planner("graft").plan(obs.workload, V100)
-    floor = plan.least_latency_ms()["tiny/p2/b0"]
+    floor = plan.least_latency_ms(V100)["tiny/p2/b0"]
     stages = plan.stage_by_id()
     assert floor == pytest.approx(sum(stages[s].exec_ms for s in plan.routes[0].stages))
     # below the tightest flow's budget, but enough for idle stages: still admitted (best effort)
-    routed = route_requests([creq(floor), creq(floor * 0.999)], plan, obs.workload)
+    routed = route_requests([creq(floor), creq(floor * 0.999)], plan, obs.workload, V100)
     assert [a.flow for a in routed] == ["tiny/p2/b0", None]
 
 
@@ -203,7 +203,7 @@ def end_to_end(seed: int):
     obs = observed_workload(reqs, V100, window_ms=(0.0, 20_000.0))
     plan = plan_with_headroom(make_planner("graft"), obs.workload, V100, max_utilization=0.8,
                               allow_partial=True)
-    arrivals = route_requests(reqs, plan, obs.workload)
+    arrivals = route_requests(reqs, plan, obs.workload, V100)
     return reqs, obs, simulate_requests(plan, arrivals, V100, seed=seed)
 
 

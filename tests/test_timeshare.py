@@ -2,11 +2,11 @@
 
 from dataclasses import replace
 
+from graft.plan.verify import verify
 from graft.planner.assemble import StageDraft
 from graft.planner.configs import segment_options
 from graft.planner.graft_planner import GraftPlanner
 from graft.planner.timeshare import share_slices, solve_slice
-from graft.planner.verify import verify
 from graft.workload.flows import Flow, Workload
 
 from toycost import ToyCost

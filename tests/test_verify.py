@@ -5,10 +5,10 @@ from dataclasses import replace
 
 import pytest
 
+from graft.plan.plan import Plan, Route
+from graft.plan.verify import verify
 from graft.planner.gslice import GslicePlanner
-from graft.planner.plan import Plan, Route
 from graft.planner.registry import make_planner
-from graft.planner.verify import verify
 from graft.workload.flows import Flow, Workload
 
 W = Workload((
@@ -82,7 +82,7 @@ def test_over_budget_and_overloaded_gpu(toy):
 
 
 def test_unserved_needs_allow_partial(plan, toy):
-    from graft.planner.plan import Unserved
+    from graft.plan.plan import Unserved
 
     p = replace(plan, routes=tuple(r for r in plan.routes if r.flow != "a"),
                 unserved=(Unserved("a", 99.0),))

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from graft.cost.base import DEFAULT_BATCHES, PERCENT_SHARES, DeviceLimits
+from graft.cost.base import CPU_LINKS, DEFAULT_BATCHES, PERCENT_SHARES, DeviceLimits, Links
 from graft.models.catalog import get_model
 
 
@@ -29,6 +29,8 @@ class ToyCost:
     batches: tuple[int, ...] = DEFAULT_BATCHES
     limits: DeviceLimits = field(default_factory=lambda: DeviceLimits(
         memory_bytes=16 * 2**30, context_bytes=300 * 2**20))
+    links: Links = CPU_LINKS
+    cache: dict = field(default_factory=dict)
 
     def _work(self, model: str) -> list[float]:
         if model not in self.work_ms:

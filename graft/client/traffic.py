@@ -35,8 +35,9 @@ fastest their fragment runs), the most any planner can have on time.
 with the largest budget not above its own (else the tightest such flow; it may be late); with
 no routed flow of its (model, partition) it is rejected. Its deadline is its own budget.
 Admission control: a request whose budget is below its route's least latency (the sum of
-its stages' ``exec_ms``, ``Plan.least_latency_ms``) cannot be on time even on idle stages,
-so it is rejected at once instead of taking capacity from requests that can still make it.
+its stages' ``exec_ms`` and hand-offs, ``Plan.least_latency_ms``) cannot be on time even on
+idle stages, so it is rejected at once instead of taking capacity from requests that can
+still make it.
 """
 
 from __future__ import annotations
@@ -62,8 +63,8 @@ from graft.client.partition import (
 )
 from graft.cost.base import CostModel
 from graft.models.catalog import get_model
-from graft.planner.plan import Plan
-from graft.planner.servable import needed_budget_ms
+from graft.plan.plan import Plan
+from graft.plan.rules import fastest_ms, needed_budget_ms
 from graft.sim.server import ArrivalColumns, ServerArrival, times_at_rate_ms
 from graft.workload.flows import Flow, Workload
 from graft.workload.traces import BandwidthTrace
@@ -279,15 +280,15 @@ def attainment_ceiling(requests: Sequence[ClientRequest], cost: CostModel) -> fl
     there are no requests)."""
     if not requests:
         return 1.0
-    need = _needed(cost)
-    ok = sum(r.budget_ms >= need(r.model, r.partition) / 2.0 for r in requests)
+    ok = sum(r.budget_ms >= fastest_ms(cost, r.model, r.partition, get_model(r.model).num_blocks)
+             for r in requests)
     return ok / len(requests)
 
 
 def route_columns(requests: Sequence[ClientRequest], plan: Plan,
-                  workload: Workload) -> ArrivalColumns:
+                  workload: Workload, cost: CostModel) -> ArrivalColumns:
     """``route_requests`` as columns (``simulate_requests`` reads either)."""
-    least = plan.least_latency_ms()
+    least = plan.least_latency_ms(cost)
     by_fragment: dict[tuple[str, int], list[Flow]] = defaultdict(list)
     for f in workload.flows:
         if f.id in least:
@@ -314,12 +315,13 @@ def route_columns(requests: Sequence[ClientRequest], plan: Plan,
 
 
 def route_requests(requests: Sequence[ClientRequest], plan: Plan,
-                   workload: Workload) -> list[ServerArrival]:
+                   workload: Workload, cost: CostModel) -> list[ServerArrival]:
     """One ``ServerArrival`` per request (same order, ``tag`` = the request): the route of
     the routed flow of its (model, partition) with the largest budget not above its own, else
     the tightest such flow; None (rejected) when its (model, partition) has no routed flow,
-    or when its budget is below that route's least latency (it cannot be on time)."""
-    c = route_columns(requests, plan, workload)
+    or when its budget is below that route's least latency under ``cost`` (it cannot be on
+    time)."""
+    c = route_columns(requests, plan, workload, cost)
     return [ServerArrival(arrival, flow, deadline, model, p, tag=r)
             for arrival, flow, deadline, model, p, r in zip(
                 c.arrival_ms, c.flow, c.deadline_ms, c.model, c.partition, requests,

@@ -30,14 +30,16 @@ import numpy as np
 
 from graft.cost.base import (
     DEFAULT_BATCHES,
+    HANDOFF_LATENCY_MS,
     MPS_MAX_CLIENTS,
     PERCENT_SHARES,
     DeviceLimits,
+    Links,
     check_batch,
     check_segment,
     check_share,
 )
-from graft.cost.devices import GPU_CONTEXT_BYTES, GPUS, GpuSpec
+from graft.cost.devices import DEVICE_COPY_FRACTION, GPU_CONTEXT_BYTES, GPUS, GpuSpec
 from graft.errors import UnknownNameError
 from graft.models.catalog import get_model
 from graft.models.spec import ModelSpec
@@ -61,8 +63,10 @@ class AnalyticParams:
     mem_efficiency: float
     #: tau: time every kernel costs beyond its roofline time (ms), inside a CUDA graph.
     kernel_ms: float
-    #: c0: fixed cost of one stage execution (ms): graph launch and the synchronisation.
-    stage_overhead_ms: float
+    #: c0: fixed cost of one batch through a stage (ms): the CUDA-graph launch and the
+    #: synchronisation on its end. Assumed (0.02 ms), not fitted: the runtime measures it and
+    #: can set it (``analytic:<gpu>,batch_overhead_ms=<ms>``).
+    batch_overhead_ms: float
 
 
 # The fitted constants: ``python -m graft.cost.calibration --fit`` (graft.cost.calibration.fit,
@@ -78,7 +82,7 @@ SHAPE = AnalyticParams(
     bandwidth_knee=1.34,
     mem_efficiency=0.9,
     kernel_ms=0.00827,
-    stage_overhead_ms=0.02,
+    batch_overhead_ms=0.02,
 )
 
 #: eta per GPU. V100: step 1 above. T4: step 2, fitted with the shape fixed to the NVIDIA
@@ -157,11 +161,21 @@ def block_times_ms(
     return np.maximum(comp, mem) + k * prm.kernel_ms
 
 
+#: The parameters a name may set after the preset (``analytic:v100,batch_overhead_ms=0.05``):
+#: the two fixed costs the runtime measures rather than the datasheet gives.
+TUNABLE = ("batch_overhead_ms", "handoff_latency_ms")
+
+
 class AnalyticCostModel:
     """``analytic:<gpu>``: the roofline model above on one GPU preset.
 
     ``latency_grid`` is a cached numpy array: per-block grids are computed once per model and
     summed with prefix sums, so a segment's grid is one subtraction.
+
+    ``batch_overhead_ms`` (c0, per batch) and ``handoff_latency_ms`` (the fixed cost of one
+    hand-off between processes) are assumptions with defaults (0.02 ms, 0.01 ms); a measured
+    value replaces them, and the model's name then records it
+    (``analytic:v100,batch_overhead_ms=0.05``) so that a plan names the model it was made with.
     """
 
     def __init__(
@@ -171,6 +185,8 @@ class AnalyticCostModel:
         params: AnalyticParams | None = None,
         shares: tuple[float, ...] = PERCENT_SHARES,
         batches: tuple[int, ...] = DEFAULT_BATCHES,
+        batch_overhead_ms: float | None = None,
+        handoff_latency_ms: float = HANDOFF_LATENCY_MS,
     ) -> None:
         if isinstance(gpu, str):
             if gpu not in GPUS:
@@ -179,6 +195,11 @@ class AnalyticCostModel:
         self.gpu = gpu
         self.params = params if params is not None else params_for(gpu.key)
         self.name = f"analytic:{gpu.key}"
+        if batch_overhead_ms is not None:
+            self.params = replace(self.params, batch_overhead_ms=float(batch_overhead_ms))
+            self.name += f",batch_overhead_ms={batch_overhead_ms:g}"
+        if handoff_latency_ms != HANDOFF_LATENCY_MS:
+            self.name += f",handoff_latency_ms={handoff_latency_ms:g}"
         self.shares = tuple(float(s) for s in shares)
         self.batches = tuple(int(b) for b in batches)
         self.limits = DeviceLimits(
@@ -186,6 +207,13 @@ class AnalyticCostModel:
             context_bytes=GPU_CONTEXT_BYTES,
             max_processes=MPS_MAX_CLIENTS,
         )
+        self.links = Links(
+            device_bytes_per_s=DEVICE_COPY_FRACTION * gpu.mem_bandwidth,
+            interconnect_bytes_per_s=gpu.interconnect_bytes_per_s,
+            latency_ms=float(handoff_latency_ms),
+            source=gpu.interconnect,
+        )
+        self.cache: dict = {}
         self._batch_index = {b: i for i, b in enumerate(self.batches)}
         self._share_index = {round(s, 9): j for j, s in enumerate(self.shares)}
         self._prefix: dict[str, np.ndarray] = {}
@@ -222,7 +250,7 @@ class AnalyticCostModel:
         if grid is None:
             check_segment(model, len(self._model(model).flops), start, end)
             prefix = self._prefix_grid(model)
-            grid = prefix[end] - prefix[start] + self.params.stage_overhead_ms
+            grid = prefix[end] - prefix[start] + self.params.batch_overhead_ms
             grid.flags.writeable = False
             self._grids[key] = grid
         return grid
@@ -245,4 +273,4 @@ class AnalyticCostModel:
         per_block = block_times_ms(
             sub, np.array([batch]), np.array([min(float(share), 1.0)]), self.gpu, self.params
         )
-        return float(per_block.sum() + self.params.stage_overhead_ms)
+        return float(per_block.sum() + self.params.batch_overhead_ms)

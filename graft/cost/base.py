@@ -7,6 +7,11 @@ declares; planners only pick shares and batches from its grids.
 
 ``latency_grid`` returns the same numbers for every (batch, share) pair of the grids at once;
 planners use it, so a cost model should compute it vectorised and cache it.
+
+A cost model also says what packing must respect on one device (``limits``), how fast a
+stage hands a batch's activations to the next stage (``links``), and owns ``cache``: a dict
+where planners keep what they derive from it (sorted stage options, fastest chains), so
+those tables live exactly as long as the cost model does.
 """
 
 from __future__ import annotations
@@ -39,12 +44,56 @@ class DeviceLimits:
     max_processes: int = MPS_MAX_CLIENTS
 
 
+#: Hand-off kinds, from cheapest: stages in one process (members of one time-shared slice),
+#: processes on one GPU (a device-to-device copy through CUDA IPC), and GPUs of one node
+#: (NVLink or PCIe).
+PROCESS, DEVICE, INTERCONNECT = "process", "device", "interconnect"
+LINK_KINDS = (PROCESS, DEVICE, INTERCONNECT)
+
+#: Fixed cost of one hand-off between processes (ms): an event record and wait, and the
+#: copy's launch. An assumption, not a measurement; the runtime's measurement can replace it.
+HANDOFF_LATENCY_MS = 0.01
+
+
+@dataclass(frozen=True)
+class Links:
+    """How fast one batch's activations move from a stage to the next.
+
+    ``device_bytes_per_s``: between two processes on one device (a copy reads and writes the
+    device's memory once each). ``interconnect_bytes_per_s``: between two devices of one node,
+    one direction. ``latency_ms``: the fixed cost of one hand-off between processes. Inside
+    one process (the members of a time-shared slice) a hand-off costs nothing.
+    """
+
+    device_bytes_per_s: float
+    interconnect_bytes_per_s: float
+    latency_ms: float = HANDOFF_LATENCY_MS
+    #: Where ``interconnect_bytes_per_s`` comes from, for the README and the plan's readers.
+    source: str = ""
+
+    def bytes_per_s(self, kind: str) -> float:
+        if kind == DEVICE:
+            return self.device_bytes_per_s
+        if kind == INTERCONNECT:
+            return self.interconnect_bytes_per_s
+        raise ValueError(f"no bandwidth for hand-off kind {kind!r}")
+
+
+#: Hand-offs between processes of one CPU (shared memory; ``graft profile`` on CPU): one
+#: memcpy at a conservative 5 GB/s, whether or not the processes are "on one device".
+CPU_LINKS = Links(device_bytes_per_s=5e9, interconnect_bytes_per_s=5e9,
+                  source="assumed: one shared-memory memcpy at 5 GB/s")
+
+
 @runtime_checkable
 class CostModel(Protocol):
     name: str
     shares: tuple[float, ...]
     batches: tuple[int, ...]
     limits: DeviceLimits
+    links: Links
+    #: What planners derive from this cost model (built once, dropped with it).
+    cache: dict
 
     def latency_ms(self, model: str, start: int, end: int, batch: int, share: float) -> float:
         """Execution time of one batch through blocks [start, end) on ``share`` of a device."""
@@ -62,13 +111,6 @@ def grid_from_scalar(cost: CostModel, model: str, start: int, end: int) -> np.nd
         for j, g in enumerate(cost.shares):
             out[i, j] = cost.latency_ms(model, start, end, b, g)
     return out
-
-
-def stage_memory_bytes(
-    cost: CostModel, param_bytes: int, max_act_bytes: int, batch: int
-) -> int:
-    """Device memory one stage process needs: context, weights, two activation buffers."""
-    return cost.limits.context_bytes + param_bytes + 2 * batch * max_act_bytes
 
 
 def check_segment(model: str, num_blocks: int, start: int, end: int) -> None:

@@ -84,7 +84,7 @@ def predict_ms(
     """Whole-model latency (ms) at each (batch, share) pair."""
     ub = np.unique(np.asarray(batches))
     us = np.unique(np.asarray(shares, dtype=float))
-    grid = block_times_ms(blocks, ub, us, GPUS[gpu], prm).sum(0) + prm.stage_overhead_ms
+    grid = block_times_ms(blocks, ub, us, GPUS[gpu], prm).sum(0) + prm.batch_overhead_ms
     return grid[np.searchsorted(ub, batches), np.searchsorted(us, shares)]
 
 
@@ -194,7 +194,7 @@ def load_curves(data: Path) -> list[Curve]:
 # ----------------------------------------------------------------------------- fit
 
 #: Shape constants the fit varies (with eta of the V100) on the iGniter grid, the one data set
-#: that varies the share. mem_efficiency and stage_overhead_ms stay as in SHAPE (assumptions).
+#: that varies the share. mem_efficiency and batch_overhead_ms stay as in SHAPE (assumptions).
 FIT_FIELDS = ("fill_flops_per_sm", "share_smoothness", "bandwidth_knee", "kernel_ms")
 
 

@@ -27,6 +27,10 @@ GIB = 1 << 30
 #: round, conservative figure; a profile may carry a measured value instead.
 GPU_CONTEXT_BYTES = 512 * MIB
 
+#: Fraction of the DRAM bandwidth a device-to-device copy between two processes on one GPU
+#: gets: a copy reads and writes every byte once.
+DEVICE_COPY_FRACTION = 0.5
+
 
 @dataclass(frozen=True)
 class GpuSpec:
@@ -46,6 +50,10 @@ class GpuSpec:
     #: The datasheet's "GB" read as GiB, as nvidia-smi reports it (within a few percent).
     memory_bytes: int
     source: str
+    #: Bandwidth between two GPUs of one node, one direction, bytes/s (hand-offs between
+    #: stages on different GPUs), and where the figure comes from.
+    interconnect_bytes_per_s: float = 16e9
+    interconnect: str = "PCIe Gen3 x16: 32 GB/s both directions, 16 GB/s one way"
 
 
 GPUS: dict[str, GpuSpec] = {
@@ -59,6 +67,8 @@ GPUS: dict[str, GpuSpec] = {
         sms=40,
         memory_bytes=16 * GIB,
         source="NVIDIA T4 Tensor Core GPU datasheet; 2560 CUDA cores = 40 Turing SMs",
+        interconnect_bytes_per_s=16e9,
+        interconnect="PCIe Gen3 x16 (T4 datasheet: 32 GB/s both directions): 16 GB/s one way",
     ),
     "v100": GpuSpec(
         key="v100",
@@ -70,6 +80,9 @@ GPUS: dict[str, GpuSpec] = {
         sms=80,
         memory_bytes=16 * GIB,
         source="NVIDIA Tesla V100 datasheet (SXM2); Volta whitepaper: 80 SMs",
+        interconnect_bytes_per_s=25e9,
+        interconnect="one NVLink 2.0 link (V100 datasheet: 300 GB/s over six links, both "
+        "directions): 25 GB/s one way, the least a DGX-1 GPU pair with a direct link has",
     ),
     "a100": GpuSpec(
         key="a100",
@@ -81,6 +94,9 @@ GPUS: dict[str, GpuSpec] = {
         sms=108,
         memory_bytes=80 * GIB,
         source="NVIDIA A100 Tensor Core GPU datasheet (SXM 80GB); Ampere whitepaper: 108 SMs",
+        interconnect_bytes_per_s=300e9,
+        interconnect="NVLink 3 through NVSwitch (A100 datasheet: 600 GB/s both directions): "
+        "300 GB/s one way",
     ),
     "h100": GpuSpec(
         key="h100",
@@ -92,6 +108,9 @@ GPUS: dict[str, GpuSpec] = {
         sms=132,
         memory_bytes=80 * GIB,
         source="NVIDIA H100 Tensor Core GPU datasheet (SXM; TF32 989 TFLOPS with sparsity)",
+        interconnect_bytes_per_s=450e9,
+        interconnect="NVLink 4 through NVSwitch (H100 datasheet: 900 GB/s both directions): "
+        "450 GB/s one way",
     ),
     "h200": GpuSpec(
         key="h200",
@@ -103,5 +122,8 @@ GPUS: dict[str, GpuSpec] = {
         sms=132,
         memory_bytes=140 * GIB,  # datasheet "141 GB", rounded down to whole GiB
         source="NVIDIA H200 Tensor Core GPU datasheet (SXM; TF32 989 TFLOPS with sparsity)",
+        interconnect_bytes_per_s=450e9,
+        interconnect="NVLink 4 through NVSwitch (H200 datasheet: 900 GB/s both directions): "
+        "450 GB/s one way",
     ),
 }

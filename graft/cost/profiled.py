@@ -17,8 +17,11 @@ from typing import Any
 import numpy as np
 
 from graft.cost.base import (
+    CPU_LINKS,
+    HANDOFF_LATENCY_MS,
     MPS_MAX_CLIENTS,
     DeviceLimits,
+    Links,
     check_batch,
     check_segment,
     check_share,
@@ -115,6 +118,36 @@ def _limits(data: dict[str, Any], source: str) -> DeviceLimits:
         raise _fail(source, f"bad 'limits': {lim!r}") from None
 
 
+#: Hand-offs on a CUDA profile without measured links: a device copy at half of a modest
+#: 300 GB/s, and PCIe Gen3 x16 (16 GB/s one way) between GPUs.
+CUDA_LINKS = Links(device_bytes_per_s=150e9, interconnect_bytes_per_s=16e9,
+                   source="assumed: PCIe Gen3 x16, 16 GB/s one way")
+
+
+def _links(data: dict[str, Any], source: str) -> Links:
+    """The profile's ``links`` (``device_bytes_per_s``, ``interconnect_bytes_per_s``,
+    ``latency_ms``), or defaults for its device kind."""
+    kind = data.get("device", {}).get("kind") if isinstance(data.get("device"), dict) else None
+    default = CUDA_LINKS if kind == "cuda" else CPU_LINKS
+    raw = data.get("links")
+    if raw is None:
+        return default
+    try:
+        links = Links(
+            device_bytes_per_s=float(raw.get("device_bytes_per_s", default.device_bytes_per_s)),
+            interconnect_bytes_per_s=float(raw.get("interconnect_bytes_per_s",
+                                                   default.interconnect_bytes_per_s)),
+            latency_ms=float(raw.get("latency_ms", HANDOFF_LATENCY_MS)),
+            source=str(raw.get("source", "measured")),
+        )
+    except (AttributeError, TypeError, ValueError):
+        raise _fail(source, f"bad 'links': {raw!r}") from None
+    if not (links.device_bytes_per_s > 0 and links.interconnect_bytes_per_s > 0
+            and 0 <= links.latency_ms < 1e3):
+        raise _fail(source, "'links' needs positive bandwidths and a latency_ms in [0, 1000)")
+    return links
+
+
 class ProfileCostModel:
     """A cost model from a measured profile (see the module docstring)."""
 
@@ -125,6 +158,8 @@ class ProfileCostModel:
         self.batches: tuple[int, ...] = tuple(int(b) for b in data["batches"])
         self.shares: tuple[float, ...] = tuple(float(s) for s in data["shares"])
         self.limits = _limits(data, source)
+        self.links = _links(data, source)
+        self.cache: dict = {}
         self.device: dict[str, Any] = dict(data.get("device", {}))
         self._batch_index = {b: i for i, b in enumerate(self.batches)}
         self._share_index = {round(s, 9): j for j, s in enumerate(self.shares)}

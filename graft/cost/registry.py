@@ -1,6 +1,8 @@
 """Cost models by name: the names the CLI offers.
 
-* ``analytic:<gpu>``: the analytic roofline model on a GPU preset (t4, v100, a100, h100, h200).
+* ``analytic:<gpu>``: the analytic roofline model on a GPU preset (t4, v100, a100, h100, h200);
+  ``analytic:<gpu>,batch_overhead_ms=<ms>,handoff_latency_ms=<ms>`` sets the two fixed costs
+  the runtime measures (either, both, or neither).
 * ``profile:<builtin>``: a profile shipped with the package (``tiny-cpu``).
 * ``profile:<path>``: a profile JSON written by ``graft profile``.
 
@@ -12,7 +14,7 @@ from __future__ import annotations
 from functools import cache
 from importlib import resources
 
-from graft.cost.analytic import AnalyticCostModel
+from graft.cost.analytic import TUNABLE, AnalyticCostModel
 from graft.cost.base import CostModel
 from graft.cost.devices import GPUS
 from graft.cost.profiled import ProfileCostModel
@@ -40,16 +42,35 @@ def _builtin_profile(key: str) -> ProfileCostModel:
         return ProfileCostModel.from_file(path, name=PROFILE + key)
 
 
+def _analytic_settings(name: str, settings: list[str]) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for item in settings:
+        key, sep, value = item.partition("=")
+        if not sep or key not in TUNABLE or key in out:
+            raise GraftInputError(
+                f"cost model {name!r}: {item!r} is not one of "
+                f"{', '.join(k + '=<ms>' for k in TUNABLE)} (each at most once)")
+        try:
+            ms = float(value)
+        except ValueError:
+            ms = -1.0
+        if not (0.0 <= ms < 1e3):  # also rejects nan and inf
+            raise GraftInputError(f"cost model {name!r}: {key} must be a number of "
+                                  f"milliseconds in [0, 1000), got {value!r}")
+        out[key] = ms
+    return out
+
+
 @cache
 def make_cost_model(name: str) -> CostModel:
     """The cost model called ``name`` (see :func:`cost_model_names`)."""
     if not isinstance(name, str):
         raise UnknownNameError("cost model", repr(name), cost_model_names())
     if name.startswith(ANALYTIC):
-        gpu = name[len(ANALYTIC) :]
+        gpu, *settings = name[len(ANALYTIC) :].split(",")
         if gpu not in GPUS:
             raise UnknownNameError("cost model", name, cost_model_names())
-        return AnalyticCostModel(gpu)
+        return AnalyticCostModel(gpu, **_analytic_settings(name, settings))
     if name.startswith(PROFILE):
         target = name[len(PROFILE) :]
         if target in BUILTIN_PROFILES:

@@ -10,10 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from graft.cost.base import CostModel
+from graft.plan import rules
+from graft.plan.plan import SPATIAL, Plan, Route, Stage, Unserved
 from graft.planner.configs import StageConfig
 from graft.planner.lower_bound import lower_bound_share
-from graft.planner.pack import pack, segment_memory_bytes
-from graft.planner.plan import SPATIAL, Plan, Route, Stage, Unserved, stage_time_ms
+from graft.planner.pack import Unit, pack
 from graft.workload.flows import Flow
 
 
@@ -21,10 +22,10 @@ from graft.workload.flows import Flow
 class StageDraft:
     """A stage a planner decided on.
 
-    ``cap_ms`` is the time a request may spend in the stage without breaking any route's
-    budget (at least ``2 * config.exec_ms``; None means exactly that). ``slice_key`` and
-    ``duty_ms`` are set when the stage time-shares a GPU slice with others
-    (``graft.planner.timeshare``): ``config.share`` is then the slice's share.
+    ``cap_ms`` is the time a request may spend in the stage, its hand-off to the next stage
+    included, without breaking any route's budget (at least ``time_ms``; None means exactly
+    that). ``slice_key`` and ``duty_ms`` are set when the stage time-shares a GPU slice with
+    others (``graft.planner.timeshare``): ``config.share`` is then the slice's share.
     """
 
     model: str
@@ -37,8 +38,14 @@ class StageDraft:
     duty_ms: float | None = None
 
     @property
+    def time_ms(self) -> float:
+        """Planned time a request spends in the stage: its stage time (2e rule, or duty
+        cycle) plus the planned hand-off of its batch."""
+        return rules.stage_time_ms(self.config.exec_ms, self.duty_ms) + self.config.handoff_ms
+
+    @property
     def time_cap_ms(self) -> float:
-        return self.cap_ms if self.cap_ms is not None else 2 * self.config.exec_ms
+        return self.cap_ms if self.cap_ms is not None else self.time_ms
 
     rate: float = field(init=False)
 
@@ -46,18 +53,48 @@ class StageDraft:
         self.rate = sum(f.rate for f in self.flows)
 
 
-def _pack_units(drafts: list[StageDraft]) -> list[tuple[float, int, list[StageDraft]]]:
-    """What packing places: one process per stage replica, one per time-shared slice."""
-    units: list[tuple[float, int, list[StageDraft]]] = []
+def _pack_units(drafts: list[StageDraft]) -> list[list[StageDraft]]:
+    """What packing places, as the drafts each process runs: one process per stage replica,
+    one per time-shared slice."""
+    units: list[list[StageDraft]] = []
     slices: dict[int, list[StageDraft]] = {}
     for d in drafts:
         if d.slice_key is None:
-            units.append((d.config.share, d.config.replicas, [d]))
+            units.append([d])
         else:
             slices.setdefault(d.slice_key, []).append(d)
-    for members in slices.values():
-        units.append((members[0].config.share, 1, members))
+    units.extend(slices.values())
     return units
+
+
+def _chains(units: list[list[StageDraft]]) -> list[list[int]]:
+    """Single-process units that routes chain together (connected through the routes that
+    pass them), each list in block order: packing keeps them on one GPU where it can."""
+    of_draft = {id(d): u for u, members in enumerate(units) for d in members
+                if members[0].config.replicas == 1}
+    parent = list(range(len(units)))
+
+    def root(u: int) -> int:
+        while parent[u] != u:
+            parent[u] = parent[parent[u]]
+            u = parent[u]
+        return u
+
+    last_of_flow: dict[str, int] = {}
+    for members in sorted(units, key=lambda m: m[0].start):
+        for d in members:
+            u = of_draft.get(id(d))
+            if u is None:
+                continue
+            for f in d.flows:
+                prev = last_of_flow.get(f.id)
+                if prev is not None:
+                    parent[root(prev)] = root(u)
+                last_of_flow[f.id] = u
+    groups: dict[int, list[int]] = {}
+    for u in sorted(set(of_draft.values()), key=lambda u: (units[u][0].start, u)):
+        groups.setdefault(root(u), []).append(u)
+    return [g for g in groups.values() if len(g) > 1]
 
 
 def assemble_plan(
@@ -68,16 +105,18 @@ def assemble_plan(
     unserved: tuple[Unserved, ...],
     **info: object,
 ) -> Plan:
-    """Name, pack and route ``drafts``; every served flow must pass through a chain of them."""
+    """Name, pack and route ``drafts``; every served flow must pass through a chain of them.
+    Each route's time comes from the placement (``rules.route_time_ms``)."""
     drafts = sorted(drafts, key=lambda d: (d.slice_key is not None, d.slice_key or 0,
                                            d.model, d.start, d.end, d.config.exec_ms))
     units = _pack_units(drafts)
-    placements = pack([(share, reps, sum(segment_memory_bytes(cost, d.model, d.start, d.end,
-                                                              d.config.batch) for d in members)
-                        - (len(members) - 1) * cost.limits.context_bytes)
-                       for share, reps, members in units], cost)
+    sizes = [Unit(members[0].config.share, members[0].config.replicas,
+                  rules.process_memory_bytes(cost, [(d.model, d.start, d.end, d.config.batch)
+                                                    for d in members]))
+             for members in units]
+    placements = pack(sizes, cost, _chains(units))
     gpus_of: dict[int, tuple[int, ...]] = {}
-    for (_, _, members), gpus in zip(units, placements):
+    for members, gpus in zip(units, placements):
         for d in members:
             gpus_of[id(d)] = tuple(gpus)
     stages: list[Stage] = []
@@ -107,7 +146,8 @@ def assemble_plan(
     for f in served:
         chain = sorted(by_flow[f.id], key=lambda s: s.start)
         routes.append(Route(flow=f.id, stages=tuple(s.id for s in chain),
-                            latency_ms=sum(stage_time_ms(s) for s in chain)))
+                            latency_ms=rules.route_time_ms(cost, chain),
+                            handoff_ms=sum(rules.route_handoffs_ms(cost, chain))))
     return Plan(
         planner=planner,
         cost_model=cost.name,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from graft.cost.base import CostModel
-from graft.planner.plan import Plan
+from graft.plan.plan import Plan
 from graft.workload.flows import Workload
 
 

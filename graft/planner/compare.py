@@ -8,8 +8,8 @@ from dataclasses import dataclass
 
 from graft.cost.base import CostModel
 from graft.errors import GraftInputError
+from graft.plan.verify import verify
 from graft.planner.registry import make_planner
-from graft.planner.verify import verify
 from graft.workload.flows import Workload
 
 log = logging.getLogger(__name__)

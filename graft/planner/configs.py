@@ -2,84 +2,104 @@
 
 For one segment [start, end) of a model, every (batch B, share g) point of the cost model's
 grid is an option with execution time e. Serving rate ``rate`` needs
-``replicas = ceil(rate * e / (1000 * B))`` replicas, costing ``g * replicas`` GPU. The
-2e rule bounds a request's time in the stage, so a stage whose time budget is ``cap_ms``
-may use any option with ``2 * e <= cap_ms``.
+``rules.replicas_needed(rate, B, e)`` replicas, costing ``g * replicas`` GPU. A request
+spends ``rules.stage_time_ms(e)`` in the stage (the 2e rule) plus, when the segment does not
+end the model, the hand-off of its batch to the next stage (charged across GPUs, the worst
+case; ``rules.planned_handoff_ms``): an option's ``time_ms``. A stage whose time budget is
+``cap_ms`` may use any option with ``time_ms <= cap_ms``.
 
-``SegmentOptions`` sorts the options of a segment by e once; ``costs_at`` then answers the
-cheapest option for many caps at once (a prefix minimum and a binary search).
+``SegmentOptions`` sorts the options of a segment by ``time_ms`` once; ``costs_at`` then
+answers the cheapest option for many caps at once (a prefix minimum and a binary search).
+Options are built once per cost model and segment and kept in the cost model's ``cache``.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
 
 from graft.cost.base import CostModel
+from graft.plan.rules import (
+    EPS,
+    planned_handoff_ms,
+    replicas_needed,
+    replicas_needed_array,
+    stage_time_ms,
+)
 
-#: Relative slack for floating-point comparisons of latencies and rates.
-EPS = 1e-9
+__all__ = ["EPS", "SegmentOptions", "StageConfig", "replicas_needed", "segment_options"]
 
 
 @dataclass(frozen=True)
 class StageConfig:
+    """A stage's batch, share (of one replica) and replica count; its execution time; and
+    the hand-off its batch is planned to pay to the next stage (0 after the last block)."""
+
     batch: int
     share: float
     replicas: int
     exec_ms: float
+    handoff_ms: float = 0.0
 
     @property
     def cost(self) -> float:
         return self.share * self.replicas
 
-
-def replicas_needed(rate: float, batch: int, exec_ms: float) -> int:
-    """Fewest replicas with ``replicas * batch * 1000 / exec_ms >= rate``."""
-    if rate <= 0:
-        return 1
-    return max(1, math.ceil(rate * exec_ms / (1000.0 * batch) * (1 - EPS)))
+    @property
+    def time_ms(self) -> float:
+        """Planned time a request spends in the stage: the 2e rule plus the hand-off."""
+        return stage_time_ms(self.exec_ms) + self.handoff_ms
 
 
 class SegmentOptions:
-    """The (batch, share) options of one segment, sorted by execution time."""
+    """The (batch, share) options of one segment, sorted by the time a request spends in the
+    stage (``time_ms``: its stage time plus the planned hand-off)."""
 
     def __init__(self, cost: CostModel, model: str, start: int, end: int):
         grid = np.asarray(cost.latency_grid(model, start, end), dtype=float)
         batches = np.asarray(cost.batches, dtype=float)
         shares = np.asarray(cost.shares, dtype=float)
         b_idx, g_idx = np.meshgrid(np.arange(len(batches)), np.arange(len(shares)), indexing="ij")
-        e = grid.ravel()
         keep = _useful(grid)
-        order = np.argsort(e[keep], kind="stable")
-        self.exec_ms = e[keep][order]
-        self.batch = batches[b_idx.ravel()[keep][order]]
-        self.share = shares[g_idx.ravel()[keep][order]]
-        self.fastest_ms = float(self.exec_ms[0])
+        e = grid.ravel()[keep]
+        batch = batches[b_idx.ravel()[keep]]
+        handoff = planned_handoff_ms(cost, model, end, batch)
+        time = stage_time_ms(e) + handoff
+        order = np.argsort(time, kind="stable")
+        self.exec_ms = e[order]
+        self.batch = batch[order]
+        self.handoff_ms = handoff[order]
+        self.share = shares[g_idx.ravel()[keep]][order]
+        self.time_ms = time[order]
+        #: Least time a request can be planned to spend in this stage.
+        self.fastest_time_ms = float(self.time_ms[0])
         #: Least GPU-seconds per request any option costs: share * e / (1000 * batch).
         self.min_share_seconds = float(np.min(self.share * self.exec_ms / (1000 * self.batch)))
 
     def _costs(self, rate: float, count: int) -> np.ndarray:
         """Cost of the ``count`` fastest options at ``rate``."""
-        e, b = self.exec_ms[:count], self.batch[:count]
-        reps = np.maximum(1.0, np.ceil(rate * e / (1000.0 * b) * (1 - EPS)))
+        reps = replicas_needed_array(rate, self.batch[:count], self.exec_ms[:count])
         return self.share[:count] * reps
+
+    def _admitted(self, caps_ms: np.ndarray) -> np.ndarray:
+        """How many options (a prefix in time order) fit each cap."""
+        return np.searchsorted(self.time_ms, np.asarray(caps_ms) * (1 + EPS), side="right")
 
     def cost_curve(self, rate: float, caps_ms: np.ndarray) -> np.ndarray:
         """Cheapest cost for each stage time budget in ``caps_ms`` (``inf`` where none fits):
         ``costs_at`` without the option indices, for the planner's inner loop."""
-        n = np.searchsorted(self.exec_ms, np.asarray(caps_ms) / 2.0 * (1 + EPS), side="right")
+        n = self._admitted(caps_ms)
         costs = self._costs(rate, int(n.max(initial=0)))
         return np.concatenate(([np.inf], np.minimum.accumulate(costs)))[n]
 
     def costs_at(self, rate: float, caps_ms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Cheapest cost and option index for each stage time budget in ``caps_ms``.
 
-        A budget ``cap`` admits options with ``2 * exec_ms <= cap``. Infeasible caps get cost
+        A budget ``cap`` admits options with ``time_ms <= cap``. Infeasible caps get cost
         ``inf`` and index -1.
         """
-        n = np.searchsorted(self.exec_ms, np.asarray(caps_ms) / 2.0 * (1 + EPS), side="right")
+        n = self._admitted(caps_ms)
         if n.max(initial=0) == 0:
             return np.full(n.shape, np.inf), np.full(n.shape, -1, dtype=int)
         # only options some cap admits matter: cost those alone
@@ -98,7 +118,8 @@ class SegmentOptions:
         e = float(self.exec_ms[index])
         b = int(self.batch[index])
         return StageConfig(batch=b, share=float(self.share[index]),
-                           replicas=replicas_needed(rate, b, e), exec_ms=e)
+                           replicas=replicas_needed(rate, b, e), exec_ms=e,
+                           handoff_ms=float(self.handoff_ms[index]))
 
     def cheapest(self, rate: float, cap_ms: float) -> StageConfig | None:
         _, idx = self.costs_at(rate, np.array([cap_ms]))
@@ -127,18 +148,11 @@ def _prefix_argmin(values: np.ndarray) -> np.ndarray:
     return np.maximum.accumulate(pos)
 
 
-_CACHE: dict[int, tuple[CostModel, dict[tuple[str, int, int], SegmentOptions]]] = {}
-
-
 def segment_options(cost: CostModel, model: str, start: int, end: int) -> SegmentOptions:
-    """Options of segment [start, end), built once per cost model and segment."""
-    holder = _CACHE.get(id(cost))
-    if holder is None or holder[0] is not cost:
-        holder = (cost, {})
-        _CACHE[id(cost)] = holder
-    table = holder[1]
-    key = (model, start, end)
-    opts = table.get(key)
+    """Options of segment [start, end), built once per cost model and segment (kept in
+    ``cost.cache``)."""
+    key = ("segment_options", model, start, end)
+    opts = cost.cache.get(key)
     if opts is None:
-        opts = table[key] = SegmentOptions(cost, model, start, end)
+        opts = cost.cache[key] = SegmentOptions(cost, model, start, end)
     return opts

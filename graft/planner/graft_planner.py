@@ -17,10 +17,10 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 from graft.cost.base import CostModel
+from graft.plan.plan import Plan
 from graft.planner.assemble import StageDraft, assemble_plan
 from graft.planner.group import DEFAULT_MAX_CLASSES, best_grouping
 from graft.planner.merge import DEFAULT_TOLERANCE, Fragment, merge_flows
-from graft.planner.plan import Plan
 from graft.planner.realign import DEFAULT_STEPS
 from graft.planner.servable import split_servable
 from graft.planner.shape import shape_replicas

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 
 from graft.cost.base import CostModel
 from graft.models.catalog import get_model
+from graft.plan.plan import Plan
 from graft.planner.assemble import StageDraft, assemble_plan
 from graft.planner.configs import segment_options
-from graft.planner.plan import Plan
 from graft.planner.servable import split_servable
 from graft.workload.flows import Flow, Workload
 

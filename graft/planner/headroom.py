@@ -16,9 +16,9 @@ from dataclasses import replace
 
 from graft.cost.base import CostModel
 from graft.errors import GraftInputError
+from graft.plan.plan import Plan
 from graft.planner.base import Planner
 from graft.planner.lower_bound import lower_bound_share
-from graft.planner.plan import Plan
 from graft.workload.flows import Workload
 
 

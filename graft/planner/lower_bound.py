@@ -23,7 +23,8 @@ import numpy as np
 
 from graft.cost.base import CostModel
 from graft.models.catalog import get_model
-from graft.planner.configs import EPS, segment_options
+from graft.plan.rules import EPS, stage_time_ms
+from graft.planner.configs import segment_options
 from graft.workload.flows import Flow
 
 
@@ -48,14 +49,14 @@ def latency_floor_share(flows: Iterable[Flow], cost: CostModel) -> float:
     flow cannot be served at all).
 
     Why it bounds every spatial plan: a request spends ``2 e`` in a stage (``d + e``, with
-    ``d >= e``, in a time-shared slice), so the execution times of a route's stages sum to
-    at most half the flow's budget. A stage is no faster at a smaller share, and a fragment
-    split into stages is no faster than in one stage (the cost models add their blocks'
-    times plus a per-stage overhead, and the analytic and profiled ones are fastest at batch
-    1). So if every stage of the route ran below that share, the route would take over half
-    the budget. The stage, or the slice it takes turns on, holds at least that share of one
-    GPU. Whole-GPU time slicing (temporal plans) runs every stage at full speed: this does
-    not bound them.
+    ``d >= e``, in a time-shared slice) and a hand-off takes no negative time, so the
+    execution times of a route's stages sum to at most half the flow's budget. A stage is no
+    faster at a smaller share, and a fragment split into stages is no faster than in one
+    stage (the cost models add their blocks' times plus a per-stage overhead, and the
+    analytic and profiled ones are fastest at batch 1). So if every stage of the route ran
+    below that share, the route would take over half the budget. The stage, or the slice it
+    takes turns on, holds at least that share of one GPU. Whole-GPU time slicing (temporal
+    plans) runs every stage at full speed: this does not bound them.
     """
     tightest: dict[tuple[str, int], float] = {}  # per fragment, its least budget
     for f in flows:
@@ -66,7 +67,7 @@ def latency_floor_share(flows: Iterable[Flow], cost: CostModel) -> float:
     for (model, p), budget in tightest.items():
         end = get_model(model).num_blocks
         fastest = np.min(np.asarray(cost.latency_grid(model, p, end)), axis=0)
-        ok = np.flatnonzero(2.0 * fastest <= budget * (1 + EPS))
+        ok = np.flatnonzero(stage_time_ms(fastest) <= budget * (1 + EPS))
         floor = max(floor, float(shares[ok[0]]) if ok.size else math.inf)
     return floor
 

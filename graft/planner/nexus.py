@@ -40,10 +40,10 @@ from dataclasses import dataclass, field
 from graft.cost.base import CostModel
 from graft.errors import GraftInputError
 from graft.models.catalog import get_model
-from graft.planner.configs import EPS
+from graft.plan import rules
+from graft.plan.plan import TEMPORAL, Plan, Route, Stage, Unserved
+from graft.plan.rules import EPS
 from graft.planner.lower_bound import lower_bound_share
-from graft.planner.pack import segment_memory_bytes
-from graft.planner.plan import TEMPORAL, Plan, Route, Stage, Unserved
 from graft.planner.servable import split_servable
 from graft.workload.flows import Flow, Workload
 
@@ -95,8 +95,8 @@ def saturated_throughput(session: Session) -> float:
     0 when no batch fits."""
     best = 0.0
     for b, e in session.exec_by_batch.items():
-        if 2 * e <= session.budget_ms * (1 + EPS):
-            best = max(best, b * 1000.0 / e)
+        if rules.stage_time_ms(e) <= session.budget_ms * (1 + EPS):
+            best = max(best, rules.capacity_rps(1, b, e))
     return best
 
 
@@ -104,6 +104,7 @@ def residual_slot(session: Session, rate: float) -> Slot | None:
     """The least-occupancy configuration carrying ``rate`` on one time-sliced GPU."""
     best: Slot | None = None
     for b, e in sorted(session.exec_by_batch.items()):
+        # the longest cycle that still carries ``rate`` and keeps d + e within budget
         d = min(b * 1000.0 / rate, session.budget_ms - e)
         if e > d * (1 + EPS):
             continue
@@ -117,10 +118,11 @@ def residual_slot(session: Session, rate: float) -> Slot | None:
 def resized_slot(session: Session, duty_ms: float) -> Slot | None:
     """The session's configuration at duty cycle ``duty_ms``: the smallest grid batch that
     carries its rate, if it keeps the session within budget."""
-    need = session.rate * duty_ms / 1000.0
+    need = rules.batch_needed(session.rate, duty_ms)
     for b, e in sorted(session.exec_by_batch.items()):
         if b >= need * (1 - EPS):
-            ok = duty_ms + e <= session.budget_ms * (1 + EPS) and e <= duty_ms * (1 + EPS)
+            ok = (rules.stage_time_ms(e, duty_ms) <= session.budget_ms * (1 + EPS)
+                  and e <= duty_ms * (1 + EPS))
             return Slot(batch=b, exec_ms=e, duty_ms=duty_ms) if ok else None
     return None
 
@@ -165,8 +167,8 @@ def _whole_gpu_servable(flows: list[Flow], cost: CostModel, allow_partial: bool
         key = (f.model, f.partition)
         if key not in needs:
             end = get_model(f.model).num_blocks
-            needs[key] = 2 * min(float(cost.latency_ms(f.model, f.partition, end, b, 1.0))
-                                 for b in cost.batches)
+            needs[key] = rules.stage_time_ms(min(
+                float(cost.latency_ms(f.model, f.partition, end, b, 1.0)) for b in cost.batches))
         need = needs[key]
         if f.budget_ms * (1 + EPS) >= need:
             ok.append(f)
@@ -228,7 +230,7 @@ def _merged(gpu: _Gpu, session: Session, slot: Slot, cost: CostModel
         members.append((s, new))
     if sum(sl.exec_ms for _, sl in members) > duty * (1 + EPS):
         return None
-    memory = sum(segment_memory_bytes(cost, s.model, s.start, s.end, sl.batch)
+    memory = sum(rules.process_memory_bytes(cost, [(s.model, s.start, s.end, sl.batch)])
                  for s, sl in members)
     return members if memory <= limits.memory_bytes else None
 
@@ -245,7 +247,7 @@ def _build(name: str, cost: CostModel, big: list[tuple[Session, Slot, int]],
         next_gpu += 1
     placed.sort(key=lambda t: (t[0].model, t[0].start, t[0].end, t[3]))
     for s, slot, _, _ in placed:
-        mem = segment_memory_bytes(cost, s.model, s.start, s.end, slot.batch)
+        mem = rules.process_memory_bytes(cost, [(s.model, s.start, s.end, slot.batch)])
         if mem > cost.limits.memory_bytes:
             raise GraftInputError(
                 f"a replica of {s.model} [{s.start}, {s.end}) at batch {slot.batch} needs "
@@ -261,8 +263,7 @@ def _build(name: str, cost: CostModel, big: list[tuple[Session, Slot, int]],
             rate=round(s.rate, 9), gpus=where, duty_cycle_ms=slot.duty_ms,
         )
         stages.append(st)
-        routes += [Route(flow=f.id, stages=(st.id,), latency_ms=slot.duty_ms + slot.exec_ms)
-                   for f in s.flows]
+        routes += [Route(flow=f.id, stages=(st.id,), latency_ms=st.time_ms) for f in s.flows]
     order = {f.id: i for i, f in enumerate(served)}
     routes.sort(key=lambda r: order[r.flow])
     return Plan(

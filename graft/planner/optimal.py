@@ -46,12 +46,14 @@ import numpy as np
 from graft.cost.base import CostModel
 from graft.errors import GraftInputError
 from graft.models.catalog import get_model
+from graft.plan import rules
+from graft.plan.plan import Plan
+from graft.plan.rules import EPS, replicas_needed
 from graft.planner.assemble import StageDraft, assemble_plan
 from graft.planner.base import Planner
-from graft.planner.configs import EPS, StageConfig, replicas_needed, segment_options
+from graft.planner.configs import StageConfig, segment_options
 from graft.planner.graft_planner import GraftPlanner
 from graft.planner.gslice import GslicePlanner
-from graft.planner.plan import Plan
 from graft.planner.servable import split_servable
 from graft.planner.timeshare import share_slices
 from graft.workload.flows import Flow, Workload
@@ -91,10 +93,13 @@ class SegmentChoices:
     batch: np.ndarray
     share: np.ndarray
     exec_ms: np.ndarray
+    #: planned time a request spends in the stage: 2e plus the planned hand-off
+    time_ms: np.ndarray
+    handoff_ms: np.ndarray
 
     @property
     def capacity(self) -> np.ndarray:
-        return self.batch * 1000.0 / self.exec_ms
+        return rules.capacity_rps(1, self.batch, self.exec_ms)
 
 
 @dataclass
@@ -247,11 +252,12 @@ def candidate_segments(commodities: list[Commodity], cost: CostModel, all_blocks
 
 
 class _Reach:
-    """Fastest chain times (sum of 2 * fastest e) between the cut points of one model."""
+    """Fastest chain times (sum of the stages' least planned times) between the cut points
+    of one model."""
 
     def __init__(self, cost: CostModel, model: str, cuts: list[int]):
         self.cuts = cuts
-        self.fast = {(a, b): 2.0 * segment_options(cost, model, a, b).fastest_ms
+        self.fast = {(a, b): segment_options(cost, model, a, b).fastest_time_ms
                      for i, a in enumerate(cuts) for b in cuts[i + 1:]}
         self.between: dict[tuple[int, int], float] = {}
         for i, a in enumerate(cuts):
@@ -261,7 +267,7 @@ class _Reach:
                                            for m in cuts[i:] if m < b)
 
     def slack(self, c: Commodity, a: int, b: int) -> float:
-        """Most 2e a stage [a, b) may take on a route of ``c`` (negative: none fits)."""
+        """Most time a stage [a, b) may take on a route of ``c`` (negative: none fits)."""
         L = self.cuts[-1]
         if c.partition > a:
             return -math.inf
@@ -275,23 +281,25 @@ def _choices(cost: CostModel, model: str, a: int, b: int, coms: list[Commodity],
     rates = np.array([c.rate for c in coms])
     if not np.any(slack >= 0):
         return None
-    opts = segment_options(cost, model, a, b)  # past-knee points gone, sorted by e
-    keep = 2.0 * opts.exec_ms <= slack.max()
+    opts = segment_options(cost, model, a, b)  # past-knee points gone, sorted by time
+    keep = opts.time_ms <= slack.max()
     e, batch, share = opts.exec_ms[keep], opts.batch[keep], opts.share[keep]
+    time, handoff = opts.time_ms[keep], opts.handoff_ms[keep]
     if len(e) == 0:
         return None
     # commodities that can afford each option: a stage of option k carries a subset of them
-    affordable = 2.0 * e[:, None] <= slack[None, :]
+    affordable = time[:, None] <= slack[None, :]
     useful = np.zeros(len(e), dtype=bool)
     groups: dict[bytes, list[int]] = defaultdict(list)
     for k in range(len(e)):
         groups[affordable[k].tobytes()].append(k)
     for members in groups.values():
         sums = _subset_sums(list(rates[affordable[members[0]]]))
-        last = members[-1] + 1  # options sorted by e: compare with every option up to k
+        last = members[-1] + 1  # options sorted by time: compare with every option up to k
         mask = _useful_for_some_rate(e[:last], batch[:last], share[:last], sums)
         useful[members] = mask[members]
-    return SegmentChoices(model, a, b, batch[useful], share[useful], e[useful])
+    return SegmentChoices(model, a, b, batch[useful], share[useful], e[useful], time[useful],
+                          handoff[useful])
 
 
 def _subset_sums(rates: list[float]) -> np.ndarray:
@@ -303,7 +311,7 @@ def _subset_sums(rates: list[float]) -> np.ndarray:
 
 def _useful_for_some_rate(e: np.ndarray, batch: np.ndarray, share: np.ndarray,
                           rates: np.ndarray, chunk: int = 256) -> np.ndarray:
-    """Mask of options (sorted by e) that are strictly cheapest among the options up to
+    """Mask of options (sorted by time) that are strictly cheapest among the options up to
     them at some rate: the others are dominated by a faster-or-equal option at every rate."""
     useful = np.zeros(len(e), dtype=bool)
     per_req = e / (1000.0 * batch)
@@ -328,7 +336,7 @@ def formulate(commodities: list[Commodity], segments: list[SegmentChoices],
             if s.model != c.model:
                 continue
             slack = reach_by_model[s.model].slack(c, s.start, s.end)
-            for k in np.flatnonzero(2.0 * s.exec_ms <= slack):
+            for k in np.flatnonzero(s.time_ms <= slack):
                 col = form.add_col(0.0, 0.0, 1.0, True)
                 form.route_cols[col] = (ci, si, int(k))
                 x_cols[(ci, si)].append((int(k), col))
@@ -357,7 +365,7 @@ def formulate(commodities: list[Commodity], segments: list[SegmentChoices],
                 node_out[s.start].append(col)
                 node_in[s.end].append(col)
                 lat_idx.append(col)
-                lat_val.append(2.0 * float(s.exec_ms[k]))
+                lat_val.append(float(s.time_ms[k]))
         for node in sorted(set(node_out) | set(node_in)):
             if node == L:
                 continue
@@ -428,7 +436,9 @@ def start_from(planner: Planner, workload: Workload, cost: CostModel, form: Form
         seg = segments[si]
         members = [ci for ci, r in route_of.items() if sid in r]
         rate = sum(commodities[ci].rate for ci in members)
-        fast = np.flatnonzero(seg.exec_ms <= st.exec_ms * (1 + 1e-9))
+        planned = rules.stage_time_ms(st.exec_ms) + float(
+            rules.planned_handoff_ms(cost, st.model, st.end, st.batch))
+        fast = np.flatnonzero(seg.time_ms <= planned * (1 + 1e-9))
         if len(fast) == 0:
             return None
         costs = [float(seg.share[k]) * replicas_needed(rate, int(seg.batch[k]),
@@ -462,7 +472,7 @@ def drafts_from(values: np.ndarray, form: Formulation, commodities: list[Commodi
             route[ci].append((si, k))
     spare = {}
     for ci, stages in route.items():
-        used = sum(2.0 * float(segments[si].exec_ms[k]) for si, k in stages)
+        used = sum(float(segments[si].time_ms[k]) for si, k in stages)
         spare[ci] = max(0.0, commodities[ci].budget_ms - used) / len(stages)
     drafts = []
     for (si, k), members in sorted(users.items()):
@@ -471,7 +481,7 @@ def drafts_from(values: np.ndarray, form: Formulation, commodities: list[Commodi
         fl = [f for ci in sorted(members) for f in commodities[ci].flows]
         config = StageConfig(batch=b, share=float(s.share[k]),
                              replicas=replicas_needed(sum(f.rate for f in fl), b, e),
-                             exec_ms=e)
+                             exec_ms=e, handoff_ms=float(s.handoff_ms[k]))
         drafts.append(StageDraft(s.model, s.start, s.end, config, fl,
-                                 cap_ms=2.0 * e + min(spare[ci] for ci in members)))
+                                 cap_ms=config.time_ms + min(spare[ci] for ci in members)))
     return drafts

@@ -1,24 +1,17 @@
 """Which flows any plan can serve at all.
 
-A flow's requests spend at least ``2 * e_min`` in the server, where ``e_min`` is the fastest
-its fragment [p, L) can run on any batch and share (the 2e rule). A flow whose budget is
-below that is unservable: it is named with the budget it would need.
+A flow's requests spend at least ``rules.needed_budget_ms`` in the server: its fragment
+[p, L) as one stage at its fastest batch and share, under the 2e rule. A flow whose budget
+is below that is unservable: it is named with the budget it would need.
 """
 
 from __future__ import annotations
 
 from graft.cost.base import CostModel
 from graft.errors import GraftInputError
-from graft.models.catalog import get_model
-from graft.planner.configs import EPS, segment_options
-from graft.planner.plan import Unserved
+from graft.plan.plan import Unserved
+from graft.plan.rules import EPS, needed_budget_ms
 from graft.workload.flows import Flow, Workload
-
-
-def needed_budget_ms(cost: CostModel, model: str, partition: int) -> float:
-    """Least server budget any plan needs for a fragment starting at ``partition``."""
-    end = get_model(model).num_blocks
-    return 2.0 * segment_options(cost, model, partition, end).fastest_ms
 
 
 def split_servable(

@@ -16,9 +16,9 @@ from dataclasses import replace
 import numpy as np
 
 from graft.cost.base import CostModel
+from graft.plan import rules
 from graft.planner.assemble import StageDraft
 from graft.planner.configs import EPS, segment_options
-from graft.planner.pack import segment_memory_bytes
 
 DEFAULT_TOLERANCE = 0.02
 
@@ -34,7 +34,7 @@ def gpus_for(share: np.ndarray | float, replicas: np.ndarray | int,
 def _per_gpu_limit(cost: CostModel, d: StageDraft, batches: np.ndarray) -> np.ndarray:
     """How many replicas of ``d``'s segment fit one GPU by processes and by memory."""
     limits = cost.limits
-    mem = np.array([segment_memory_bytes(cost, d.model, d.start, d.end, int(b))
+    mem = np.array([rules.process_memory_bytes(cost, [(d.model, d.start, d.end, int(b))])
                     for b in batches], dtype=float)
     return np.minimum(limits.max_processes, np.floor(limits.memory_bytes / mem))
 
@@ -47,9 +47,8 @@ def shape_replicas(drafts: list[StageDraft], cost: CostModel,
             out.append(d)
             continue
         opts = segment_options(cost, d.model, d.start, d.end)
-        ok = 2 * opts.exec_ms <= d.time_cap_ms * (1 + EPS)
-        reps = np.maximum(1.0, np.ceil(d.rate * opts.exec_ms / (1000.0 * opts.batch)
-                                       * (1 - EPS)))
+        ok = opts.time_ms <= d.time_cap_ms * (1 + EPS)
+        reps = rules.replicas_needed_array(d.rate, opts.batch, opts.exec_ms)
         total = opts.share * reps
         ok &= total <= d.config.cost * (1 + tolerance) + EPS
         if not ok.any():

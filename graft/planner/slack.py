@@ -2,8 +2,8 @@
 
 The re-alignment DP rounds every trunk stage's time down to its budget grid and, among
 equally cheap splits, may leave a route well inside its budget. Two greedy passes over the
-stages, most expensive first, spend each route's slack (its budget minus the worst-case time
-of its stages):
+stages, most expensive first, spend each route's slack (its budget minus the planned time of
+its stages, hand-offs included):
 
 1. re-pick each stage's cheapest configuration with the slack of its tightest route added
    to its time, when that is cheaper;
@@ -34,7 +34,7 @@ def _slack(drafts: list[StageDraft], times: list[float]) -> dict[str, float]:
 
 def reclaim_slack(drafts: list[StageDraft], cost: CostModel) -> list[StageDraft]:
     out = list(drafts)
-    times = [2 * d.config.exec_ms for d in out]
+    times = [d.config.time_ms for d in out]
     slack = _slack(out, times)
     order = sorted(range(len(out)), key=lambda i: -out[i].config.cost)
     for i in order:  # pass 1: cheaper configurations within the slack
@@ -45,10 +45,10 @@ def reclaim_slack(drafts: list[StageDraft], cost: CostModel) -> list[StageDraft]
         better = segment_options(cost, d.model, d.start, d.end).cheapest(
             d.rate, times[i] + extra)
         if better is not None and better.cost < d.config.cost - EPS:
-            grown = 2 * better.exec_ms - times[i]
+            grown = better.time_ms - times[i]
             for f in d.flows:
                 slack[f.id] -= grown
-            times[i] = 2 * better.exec_ms
+            times[i] = better.time_ms
             out[i] = replace(d, config=better)
     left: dict[str, int] = {}  # stages on each route not yet given room
     for d in out:

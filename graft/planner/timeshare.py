@@ -4,9 +4,10 @@ A stage that must be fast (a tight budget) but sees little traffic holds a slice
 idle most of the time. Stages that time-share one slice of share ``g`` run one batch each
 in turn, back to back: the slice's duty cycle ``d`` is the sum of their execution times at
 ``g``. A request waits at most one cycle for its stage's turn, then runs, so it spends at most
-``d + e`` in the stage (Nexus's duty-cycle rule, inside a slice instead of a whole GPU); a
-stage serving ``rate`` needs ``batch >= rate * d / 1000``. Each member reports
-``share = g * e / d``, its fraction of the slice, so the members' shares sum to ``g``.
+``d + e`` in the stage (``rules.stage_time_ms`` with a duty cycle: Nexus's rule, inside a
+slice instead of a whole GPU), plus its batch's planned hand-off; a stage serving ``rate``
+needs ``batch >= rules.batch_needed(rate, d)``. Each member reports ``share = g * e / d``, its
+fraction of the slice, so the members' shares sum to ``g``.
 
 ``share_slices`` is a greedy post-pass in the spirit of Nexus's squishy bin packing: stages,
 most expensive first, join the existing slice where merging saves the most share, while
@@ -21,6 +22,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from graft.cost.base import CostModel
+from graft.plan import rules
 from graft.planner.assemble import StageDraft
 from graft.planner.configs import EPS, StageConfig
 
@@ -51,7 +53,7 @@ def _feasible(members: list[StageDraft], grids: list[np.ndarray], j: int, cost: 
     duty = sum(float(c[0]) for c in col)
     for _ in range(_FIXED_POINT_ROUNDS):
         for i, m in enumerate(members):
-            need = m.rate * duty / 1000.0 * (1 - EPS)
+            need = rules.batch_needed(m.rate, duty) * (1 - EPS)
             idx[i] = bisect.bisect_left(batches, need)
             if idx[i] >= len(batches):
                 return None
@@ -65,9 +67,11 @@ def _feasible(members: list[StageDraft], grids: list[np.ndarray], j: int, cost: 
     configs = []
     for m, c, k in zip(members, col, idx):
         e = float(c[k])
-        if duty + e > m.time_cap_ms * (1 + EPS):
+        handoff = float(rules.planned_handoff_ms(cost, m.model, m.end, batches[k]))
+        if rules.stage_time_ms(e, duty) + handoff > m.time_cap_ms * (1 + EPS):
             return None
-        configs.append(StageConfig(batch=batches[k], share=share, replicas=1, exec_ms=e))
+        configs.append(StageConfig(batch=batches[k], share=share, replicas=1, exec_ms=e,
+                                   handoff_ms=handoff))
     return duty, configs
 
 

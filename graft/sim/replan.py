@@ -27,10 +27,10 @@ from dataclasses import dataclass, replace
 
 from graft.client.traffic import ClientRequest, observed_workload, route_columns
 from graft.cost.base import CostModel
+from graft.plan.plan import Plan
 from graft.planner.base import Planner
 from graft.planner.headroom import plan_with_headroom
 from graft.planner.lower_bound import share_floor
-from graft.planner.plan import Plan
 from graft.workload.flows import Flow, Workload
 
 #: Reasons a switch is forced; ``cheaper`` is the optional one.
@@ -111,14 +111,15 @@ def unrouted(current: Candidate, candidate: Candidate) -> bool:
                 - set(routed_flows(current.plan, current.workload)))
 
 
-def overloaded(current: Candidate, candidate: Candidate, max_utilization: float) -> bool:
+def overloaded(current: Candidate, candidate: Candidate, max_utilization: float,
+               cost: CostModel) -> bool:
     """Whether the candidate's window of requests, routed onto the serving plan as
     ``route_requests`` would route them (admission control included: requests it rejects
     load nothing), puts more load on a stage than its planned rate / ``max_utilization``."""
     window = candidate.window
     if current.plan is None or window.seconds <= 0:
         return False
-    routed = route_columns(window.requests, current.plan, current.workload).flow
+    routed = route_columns(window.requests, current.plan, current.workload, cost).flow
     routes = {r.flow: r.stages for r in current.plan.routes}
     load: dict[str, float] = defaultdict(float)
     for flow, count in Counter(f for f in routed if f is not None).items():
@@ -129,13 +130,13 @@ def overloaded(current: Candidate, candidate: Candidate, max_utilization: float)
 
 
 def switch_reason(current: Candidate, candidate: Candidate, *, hysteresis: float,
-                  max_utilization: float) -> str | None:
+                  max_utilization: float, cost: CostModel) -> str | None:
     """Why the candidate should replace the serving plan, or None to keep it."""
     if candidate.plan is None:
         return None
     if current.plan is None or unrouted(current, candidate):
         return "unrouted"
-    if overloaded(current, candidate, max_utilization):
+    if overloaded(current, candidate, max_utilization, cost):
         return "overloaded"
     if candidate.plan.total_share < (1.0 - hysteresis) * current.plan.total_share:
         return "cheaper"

@@ -200,7 +200,7 @@ def _serve(ctx: _Context, ep: _Epoch, index: int, out: _Outcome) -> None:
         _count_by_model(out, cols, cols.model[at], np.zeros(len(at)))
     elif len(at):
         reqs = [ctx.requests[i] for i in at.tolist()]
-        arrivals = route_columns(reqs, ep.cand.plan, ep.cand.workload)
+        arrivals = route_columns(reqs, ep.cand.plan, ep.cand.workload, ctx.cost)
         res = simulate_requests(ep.cand.plan, arrivals, ctx.cost, seed=ctx.seed + index,
                                 jitter=ctx.scenario.jitter)
         o = res.outcomes
@@ -296,7 +296,7 @@ def run_planner(name: str, ctx: _Context, progress: Progress | None = None) -> P
     for done, (t, window) in enumerate(decisions, start=2):
         cand = candidate(window)
         reason = switch_reason(epochs[-1].cand, cand, hysteresis=sc.replan.hysteresis,
-                               max_utilization=sc.max_utilization)
+                               max_utilization=sc.max_utilization, cost=ctx.cost)
         if reason is not None:
             switch_ms = t + sc.replan.startup_s * 1000.0
             epochs[-1].end_ms = switch_ms

@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from graft.cost.base import CostModel
-from graft.planner.plan import TEMPORAL, Plan
+from graft.plan.plan import TEMPORAL, Plan
 from graft.sim.batching import Executor
 from graft.sim.engine import EventLoop
 from graft.sim.events import Hop, ServerState

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from graft.cost.base import CostModel
 from graft.models.catalog import get_model
-from graft.planner.servable import needed_budget_ms
+from graft.plan.rules import needed_budget_ms
 from graft.workload.flows import Flow, Workload
 
 MIN_SLACK = 1.2

@@ -1,8 +1,10 @@
 """The plan verifier: every rule a plan must satisfy, checked against workload and cost model.
 
-``verify`` returns a list of violations, each a sentence naming the stage, route or flow;
-an empty list means the plan is valid. Spatial plans follow the 2e rule; temporal plans
-(``nexus``) follow Nexus's duty-cycle rules.
+``verify`` returns a list of violations, each a sentence naming the stage, route, GPU or
+flow; an empty list means the plan is valid. Every rule comes from ``graft.plan.rules``:
+spatial plans follow the 2e rule (duty cycles inside time-shared slices), temporal plans
+(``nexus``) Nexus's duty-cycle rules; routes pay their hand-offs from the plan's placement;
+every GPU holds at most its process limit and its memory.
 """
 
 from __future__ import annotations
@@ -13,10 +15,12 @@ from collections import defaultdict
 from graft.cost.base import CostModel
 from graft.errors import GraftInputError
 from graft.models.catalog import get_model, model_names
-from graft.planner.plan import SPATIAL, TEMPORAL, Plan, Stage, stage_time_ms
+from graft.plan import rules
+from graft.plan.plan import SPATIAL, TEMPORAL, Plan, Stage
 from graft.workload.flows import Workload
 
 REL_TOL = 1e-6
+GIB = 2**30
 
 
 def _close(a: float, b: float) -> bool:
@@ -38,8 +42,8 @@ def verify(workload: Workload, plan: Plan, cost: CostModel, *, allow_partial: bo
     for st in plan.stages:
         errors.extend(_check_stage(st, plan.gpu_sharing, cost))
     errors.extend(_check_slices(plan))
-    errors.extend(_check_gpus(plan))
-    errors.extend(_check_routes(workload, plan, stages, allow_partial))
+    errors.extend(_check_gpus(plan, cost))
+    errors.extend(_check_routes(workload, plan, stages, cost, allow_partial))
     return errors
 
 
@@ -82,7 +86,7 @@ def _check_stage(st: Stage, sharing: str, cost: CostModel) -> list[str]:
             errs.append(f"{name}: share {st.share} is not "
                         f"{'slice_share * ' if sharing == SPATIAL else ''}"
                         "exec_ms / duty_cycle_ms")
-    capacity = st.replicas * st.batch * 1000.0 / period
+    capacity = rules.capacity_rps(st.replicas, st.batch, period)
     if not _le(st.rate, capacity):
         errs.append(f"{name}: rate {st.rate} req/s exceeds its capacity {capacity:.6g} req/s")
     return errs
@@ -110,7 +114,24 @@ def _check_slices(plan: Plan) -> list[str]:
     return errs
 
 
-def _check_gpus(plan: Plan) -> list[str]:
+def processes(plan: Plan) -> dict[int, list[list[Stage]]]:
+    """Per GPU, its processes, each as the stages it runs: one per stage replica, one per
+    time-shared slice (its members take turns in one process)."""
+    out: dict[int, list[list[Stage]]] = defaultdict(list)
+    slices: dict[tuple[str, int], list[Stage]] = {}
+    for st in plan.stages:
+        for g in st.gpus:
+            if st.slice is None:
+                out[g].append([st])
+            elif (st.slice, g) in slices:
+                slices[(st.slice, g)].append(st)
+            else:
+                slices[(st.slice, g)] = [st]
+                out[g].append(slices[(st.slice, g)])
+    return out
+
+
+def _check_gpus(plan: Plan, cost: CostModel) -> list[str]:
     load: dict[int, float] = defaultdict(float)
     cycles: dict[int, set[float]] = defaultdict(set)
     for st in plan.stages:
@@ -125,10 +146,24 @@ def _check_gpus(plan: Plan) -> list[str]:
     if plan.gpu_sharing == TEMPORAL:
         errs += [f"gpu {g}: stages with different duty cycles {sorted(c)}"
                  for g, c in sorted(cycles.items()) if len(c) > 1]
+    limits = cost.limits
+    for g, procs in sorted(processes(plan).items()):
+        if len(procs) > limits.max_processes:
+            errs.append(f"gpu {g}: {len(procs)} processes, more than the "
+                        f"{limits.max_processes} {cost.name} allows on one device")
+        try:
+            mem = sum(rules.process_memory_bytes(
+                cost, [(s.model, s.start, s.end, s.batch) for s in proc]) for proc in procs)
+        except (GraftInputError, IndexError):
+            continue  # a stage with an unknown model or blocks: named by _check_stage
+        if mem > limits.memory_bytes:
+            errs.append(f"gpu {g}: its processes need {mem / GIB:.2f} GiB (contexts, weights, "
+                        f"activations), more than the {limits.memory_bytes / GIB:.2f} GiB of "
+                        "one device")
     return errs
 
 
-def _check_routes(workload: Workload, plan: Plan, stages: dict[str, Stage],
+def _check_routes(workload: Workload, plan: Plan, stages: dict[str, Stage], cost: CostModel,
                   allow_partial: bool) -> list[str]:
     errs: list[str] = []
     flows = workload.by_id()
@@ -154,7 +189,7 @@ def _check_routes(workload: Workload, plan: Plan, stages: dict[str, Stage],
         if not chain or any(s is None for s in chain):
             errs.append(f"flow {r.flow}: route names missing stages {list(r.stages)}")
             continue
-        errs.extend(_check_chain(f, chain, r.latency_ms, plan.gpu_sharing))
+        errs.extend(_check_chain(f, chain, r.latency_ms, r.handoff_ms, cost))
         for st in chain:
             routed[st.id] += f.rate
     for fid in flows:
@@ -174,12 +209,13 @@ def _check_routes(workload: Workload, plan: Plan, stages: dict[str, Stage],
     return errs
 
 
-def _check_chain(f, chain: list[Stage], latency_ms: float, sharing: str) -> list[str]:
+def _check_chain(f, chain: list[Stage], latency_ms: float, handoff_ms: float,
+                 cost: CostModel) -> list[str]:
     errs: list[str] = []
     name = f"flow {f.id}"
     L = get_model(f.model).num_blocks
     if any(s.model != f.model for s in chain):
-        errs.append(f"{name}: route runs stages of another model")
+        return [f"{name}: route runs stages of another model"]
     if chain[0].start != f.partition:
         errs.append(f"{name}: route starts at block {chain[0].start}, partition is {f.partition}")
     for a, b in zip(chain, chain[1:]):
@@ -187,9 +223,16 @@ def _check_chain(f, chain: list[Stage], latency_ms: float, sharing: str) -> list
             errs.append(f"{name}: stages {a.id} and {b.id} are not contiguous")
     if chain[-1].end != L:
         errs.append(f"{name}: route ends at block {chain[-1].end}, not {L}")
-    total = sum(stage_time_ms(s) for s in chain)
+    if errs:
+        return errs
+    handoffs = sum(rules.route_handoffs_ms(cost, chain))
+    total = rules.route_time_ms(cost, chain)
+    if not _close(handoff_ms, handoffs):
+        errs.append(f"{name}: handoff_ms {handoff_ms} is not the hand-offs' sum "
+                    f"{handoffs:.6g} from the placement")
     if not _close(latency_ms, total):
-        errs.append(f"{name}: latency_ms {latency_ms} is not the stages' sum {total:.6g}")
+        errs.append(f"{name}: latency_ms {latency_ms} is not the stages' and hand-offs' sum "
+                    f"{total:.6g}")
     if not _le(total, f.budget_ms):
         errs.append(f"{name}: route takes {total:.6g} ms, over its budget {f.budget_ms} ms")
     return errs

@@ -1,7 +1,8 @@
 """The plan: the contract between planner, simulator and runtime.
 
 A frozen value that round-trips through JSON (``to_json`` / ``from_json``) in the format
-the README documents. ``graft.planner.verify`` checks it against a workload and a cost model.
+the README documents. ``graft.plan.verify`` checks it against a workload and a cost model;
+``graft.plan.rules`` holds the rules both follow.
 """
 
 from __future__ import annotations
@@ -9,7 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from graft.cost.base import CostModel
 from graft.errors import GraftInputError
+from graft.plan import rules
 
 SPATIAL = "spatial"
 TEMPORAL = "temporal"
@@ -45,6 +48,16 @@ class Stage:
     def run_share(self) -> float:
         """The share ``exec_ms`` is measured at in a spatial plan."""
         return self.slice_share if self.slice_share is not None else self.share
+
+    @property
+    def time_ms(self) -> float:
+        """Worst-case time a request spends in the stage (``rules.stage_time_ms``)."""
+        return rules.stage_time_ms(self.exec_ms, self.duty_cycle_ms)
+
+    @property
+    def period_ms(self) -> float:
+        """How often one replica runs a batch: ``exec_ms``, or its duty cycle."""
+        return self.duty_cycle_ms if self.duty_cycle_ms is not None else self.exec_ms
 
     def to_json(self) -> dict:
         d: dict[str, Any] = {
@@ -86,28 +99,26 @@ class Stage:
         )
 
 
-def stage_time_ms(st: Stage) -> float:
-    """Worst-case time a request spends in a stage: ``2 * exec_ms`` (it waits for the batch
-    in progress, then runs in the next), or ``duty_cycle_ms + exec_ms`` for a stage that
-    takes turns with others (it waits at most one cycle for its turn)."""
-    if st.duty_cycle_ms is not None:
-        return st.duty_cycle_ms + st.exec_ms
-    return 2 * st.exec_ms
-
-
 @dataclass(frozen=True)
 class Route:
+    """The stages one flow passes, in order. ``latency_ms`` is the worst-case time a request
+    spends on it (``rules.route_time_ms``); ``handoff_ms`` is the part of that spent moving
+    activations between its stages, from the plan's placement."""
+
     flow: str
     stages: tuple[str, ...]
     latency_ms: float
+    handoff_ms: float = 0.0
 
     def to_json(self) -> dict:
-        return {"flow": self.flow, "stages": list(self.stages), "latency_ms": self.latency_ms}
+        return {"flow": self.flow, "stages": list(self.stages), "latency_ms": self.latency_ms,
+                "handoff_ms": self.handoff_ms}
 
     @classmethod
     def from_json(cls, d: dict) -> Route:
         return cls(flow=str(d["flow"]), stages=tuple(str(s) for s in d["stages"]),
-                   latency_ms=float(d["latency_ms"]))
+                   latency_ms=float(d["latency_ms"]),
+                   handoff_ms=float(d.get("handoff_ms", 0.0)))
 
 
 @dataclass(frozen=True)
@@ -149,12 +160,13 @@ class Plan:
     def stage_by_id(self) -> dict[str, Stage]:
         return {s.id: s for s in self.stages}
 
-    def least_latency_ms(self) -> dict[str, float]:
-        """Per routed flow, the least time a request can spend in the server: the sum of its
-        stages' ``exec_ms`` (every stage idle when the request reaches it, no hand-off time).
-        A request with less budget than that cannot be on time under this plan."""
-        exec_ms = {s.id: s.exec_ms for s in self.stages}
-        return {r.flow: sum(exec_ms[s] for s in r.stages) for r in self.routes}
+    def least_latency_ms(self, cost: CostModel) -> dict[str, float]:
+        """Per routed flow, the least time a request can spend in the server
+        (``rules.least_route_ms``: every stage idle when the request reaches it). A request
+        with less budget than that cannot be on time under this plan."""
+        by_id = self.stage_by_id()
+        return {r.flow: rules.least_route_ms(cost, [by_id[s] for s in r.stages])
+                for r in self.routes}
 
     def with_info(self, **info: Any) -> Plan:
         return replace(self, info={**self.info, **info})
