@@ -3,11 +3,16 @@
 1. merge flows of one fragment with close budgets (``merge``);
 2. group each model's fragments into budget classes (``group``);
 3. re-align every group into a staircase of shared stages, choosing each stage's batch,
-   share and replicas (``realign``; allocation is part of its dynamic program), then hand
-   unused budget back to the stages (``slack``);
+   share and replicas (``realign``; allocation is part of its dynamic program), or serve
+   it in private budget groups where that is cheaper (``budget_groups``), then hand unused
+   budget back to the stages (``slack``);
 4. let low-rate stages take turns on shared slices where that saves share (``timeshare``);
 5. pack stage replicas onto GPUs (``pack``, through ``assemble``), and keep a variant
-   whose multi-replica stages take shares that pack onto fewer GPUs (``shape``) if it does.
+   whose multi-replica stages take shares that pack onto fewer GPUs (``shape``) if it does
+   and still needs no more share than ``gslice``.
+
+Steps 2-4 never raise the total share, and step 2 contains ``gslice``'s plan (every class
+served privately), so a graft plan never needs more share than ``gslice``'s.
 """
 
 from __future__ import annotations
@@ -46,11 +51,13 @@ class GraftPlanner:
             by_model[fr.model].append(fr)
         drafts: list[StageDraft] = []
         groups = 0
+        gslice_share = 0.0  # what gslice's plan needs: shaping may not exceed it
         for model in sorted(by_model):
-            alignments = best_grouping(by_model[model], cost, max_classes=self.max_classes,
-                                       steps=self.budget_steps)
-            groups += len(alignments)
-            for a in alignments:
+            grouping = best_grouping(by_model[model], cost, max_classes=self.max_classes,
+                                     steps=self.budget_steps)
+            groups += len(grouping.alignments)
+            gslice_share += grouping.private_cost
+            for a in grouping.alignments:
                 drafts.extend(a.drafts)
         drafts = reclaim_slack(drafts, cost)
         if self.time_share:
@@ -61,6 +68,7 @@ class GraftPlanner:
             shaped = shape_replicas(drafts, cost)
             if shaped != drafts:  # keep the shaped plan only if it packs onto fewer GPUs
                 other = assemble_plan(self.name, cost, shaped, served, unserved, **info)
-                if (other.gpus, other.total_share) < (plan.gpus, plan.total_share):
+                if ((other.gpus, other.total_share) < (plan.gpus, plan.total_share)
+                        and other.total_share <= gslice_share * (1 + 1e-9)):
                     plan = other
         return plan.with_info(planning_s=round(time.perf_counter() - t0, 4))

@@ -3,15 +3,25 @@
 A very tight fragment drags a shared trunk down: every stage it shares must be fast, so
 everyone sharing it pays for small batches. Fragments sorted by budget are cut into at most
 ``max_classes`` classes at the widest gaps of log-budget; any run of consecutive classes
-may form one group. A dynamic program over the classes picks the partition into groups
-whose re-aligned costs sum to the least.
+may form one group. A group is served either re-aligned (``realign``: a staircase of shared
+stages) or privately: every partition point's flows in the group cut into budget groups,
+each its own instance [p, L) (``budget_groups``, exact per point), whichever is cheaper. A
+dynamic program over the classes picks the partition into groups whose costs sum to the
+least.
+
+The run of all classes served privately is exactly the ``gslice`` plan of the model, so the
+grouping never costs more than ``gslice``; finer budget splits than the classes are searched
+by the private option, where no re-alignment is lost by them.
 """
 
 from __future__ import annotations
 
 import math
+from collections import defaultdict
+from dataclasses import dataclass
 
 from graft.cost.base import CostModel
+from graft.planner.budget_groups import FragmentFlows
 from graft.planner.merge import Fragment, collapse_by_partition
 from graft.planner.realign import DEFAULT_STEPS, Alignment, realign
 
@@ -36,27 +46,82 @@ def budget_classes(fragments: list[Fragment], max_classes: int) -> list[list[Fra
     return [frags[a:b] for a, b in zip(bounds, bounds[1:])]
 
 
+class PrivateRuns:
+    """The private (budget-grouped, not re-aligned) cost of any run of classes.
+
+    Per partition point, the flows of a run of consecutive classes are a contiguous range
+    of that point's flows sorted by budget: ``FragmentFlows`` solves every range starting
+    at a class boundary in one pass.
+    """
+
+    def __init__(self, classes: list[list[Fragment]], cost: CostModel):
+        flows_at: dict[int, list] = defaultdict(list)
+        #: per point, how many of its flows lie in the classes before each class boundary
+        counts: dict[int, list[int]] = defaultdict(lambda: [0] * (len(classes) + 1))
+        for c, members in enumerate(classes):
+            for fr in members:
+                flows_at[fr.partition].extend(fr.flows)
+                counts[fr.partition][c + 1] += len(fr.flows)
+        self.bounds = {p: [sum(n[: k + 1]) for k in range(len(classes) + 1)]
+                       for p, n in counts.items()}
+        model = classes[0][0].model
+        self.points = {p: FragmentFlows(cost, model, p, flows) for p, flows in flows_at.items()}
+        for p, fragment in self.points.items():
+            fragment.solve(self.bounds[p][:-1])
+
+    def cost(self, start: int, end: int) -> float:
+        """Cost of classes [start, end) served privately."""
+        return sum(fr.cost(self.bounds[p][start], self.bounds[p][end])
+                   for p, fr in self.points.items())
+
+    def alignment(self, start: int, end: int) -> Alignment:
+        drafts = [d for p, fr in sorted(self.points.items())
+                  for d in fr.drafts(self.bounds[p][start], self.bounds[p][end])]
+        return Alignment(self.cost(start, end), drafts)
+
+
+@dataclass
+class Grouping:
+    """A model's groups, and what serving every class privately costs (``gslice``'s plan of
+    the model, which the groups never exceed)."""
+
+    alignments: list[Alignment]
+    private_cost: float
+
+    @property
+    def cost(self) -> float:
+        return sum(a.cost for a in self.alignments)
+
+
 def best_grouping(
     fragments: list[Fragment],
     cost: CostModel,
     *,
     max_classes: int = DEFAULT_MAX_CLASSES,
     steps: int = DEFAULT_STEPS,
-) -> list[Alignment]:
+) -> Grouping:
     """The cheapest split of one model's fragments into groups of consecutive budget
-    classes, each group re-aligned on its own."""
+    classes, each group re-aligned on its own or served privately."""
     classes = budget_classes(fragments, max_classes)
+    private = PrivateRuns(classes, cost)
     n = len(classes)
     best_cost = [0.0] + [math.inf] * n
-    best_groups: list[list[Alignment]] = [[] for _ in range(n + 1)]
+    best_groups: list[list[Alignment | tuple[int, int]]] = [[] for _ in range(n + 1)]
     for end in range(1, n + 1):
         for start in range(end):
             members = [f for c in classes[start:end] for f in c]
             alignment = realign(collapse_by_partition(members), cost, steps)
-            total = best_cost[start] + alignment.cost
+            own = private.cost(start, end)
+            # the private groups only where strictly cheaper: re-aligned stages pool traffic
+            group: Alignment | tuple[int, int] = alignment
+            group_cost = alignment.cost
+            if own < alignment.cost - TIE_EPS:
+                group, group_cost = (start, end), own
+            total = best_cost[start] + group_cost
             # ties (to rounding) keep the fewer, larger groups found first: their shared
             # stages pool more traffic, so bursts and shifts between budgets hurt less
             if total < best_cost[end] - TIE_EPS:
                 best_cost[end] = total
-                best_groups[end] = [*best_groups[start], alignment]
-    return best_groups[n]
+                best_groups[end] = [*best_groups[start], group]
+    return Grouping([g if isinstance(g, Alignment) else private.alignment(*g)
+                     for g in best_groups[n]], private.cost(0, n))

@@ -7,13 +7,14 @@ from collections.abc import Callable
 from graft.errors import UnknownNameError
 from graft.planner.base import Planner
 from graft.planner.graft_planner import GraftPlanner
-from graft.planner.gslice import GslicePlanner
+from graft.planner.gslice import GslicePlanner, GsliceSinglePlanner
 from graft.planner.nexus import NexusPlanner
 from graft.planner.optimal import OptimalPlanner
 
 _PLANNERS: dict[str, Callable[[], Planner]] = {
     "graft": GraftPlanner,
     "gslice": GslicePlanner,
+    "gslice-single": GsliceSinglePlanner,
     "nexus": NexusPlanner,
     "optimal": OptimalPlanner,
 }
