@@ -24,7 +24,8 @@ import pytest
 
 import graft.sim.run as run_module
 from graft.client.traffic import ClientRequest, route_columns, route_requests
-from graft.cost.base import DEFAULT_BATCHES, PERCENT_SHARES, DeviceLimits
+from graft.cost.base import DEFAULT_BATCHES, PERCENT_SHARES, DeviceLimits, Links
+from graft.plan import rules
 from graft.plan.plan import TEMPORAL, Plan, Route, Stage
 from graft.planner.registry import make_planner
 from graft.sim.lifecycle import RequestState
@@ -48,6 +49,10 @@ class StepCost:
     shares: tuple[float, ...] = PERCENT_SHARES
     batches: tuple[int, ...] = DEFAULT_BATCHES
     limits: DeviceLimits = DeviceLimits(memory_bytes=2**34, context_bytes=2**28)
+    #: every hand-off between processes takes 1 ms whatever its size: whole ms again
+    links: Links = Links(device_bytes_per_s=math.inf, interconnect_bytes_per_s=math.inf,
+                         latency_ms=1.0)
+    cache: dict = field(default_factory=dict)
 
     def latency_ms(self, model, start, end, batch, share) -> float:
         return float(end - start + batch // 2)
@@ -150,9 +155,13 @@ def reference_serve(plan: Plan, arrivals: list[ServerArrival], cost, *, seed: in
     def end(now: float, index: int, items: list[int]) -> None:
         executors[index].in_flight = 0
         for i in items:
+            route = routes[arrivals[i].flow]
             hop[i] += 1
-            if hop[i] < len(routes[arrivals[i].flow]):
-                push(now + forward_ms, "forward", i)
+            if hop[i] < len(route):
+                a, b = stages[route[hop[i] - 1]], stages[route[hop[i]]]
+                handoff = rules.handoff_ms(cost, a.model, a.end, len(items),
+                                           rules.handoff_kind(a, b))
+                push(now + forward_ms + handoff, "forward", i)
             else:
                 push(now, "complete", i)
         push(now, "start", index)

@@ -15,8 +15,10 @@ from graft.sim.batching import Executor
 from graft.sim.engine import EventLoop
 from graft.sim.lifecycle import Request, RequestState
 
-#: One stage of a route: its id, and the executors serving it (one per replica).
-Hop = tuple[str, Sequence[Executor[Request]]]
+#: One stage of a route: its id, the executors serving it (one per replica), and the
+#: hand-off to the route's next stage as (fixed ms, ms per request of the batch) (zeros after
+#: the last stage).
+Hop = tuple[str, Sequence[Executor[Request]], float, float]
 #: ``batch_ms(stage, n)``: the execution time of a batch of ``n`` in ``stage``.
 BatchTime = Callable[[str, int], float]
 
@@ -34,6 +36,7 @@ class ServerState:
     routes: dict[str, tuple[Hop, ...]]
     batch_ms: BatchTime
     drop_late: bool = False
+    #: Extra time every hand-off between stages takes, beyond the plan's own hand-offs.
     forward_ms: float = 0.0
 
     def reach(self, req: Request) -> None:
@@ -45,7 +48,7 @@ class ServerState:
         if route is None:
             req.state = REJECTED
             return
-        stage, executors = route[req.stage_index]
+        stage, executors, _, _ = route[req.stage_index]
         ex = executors[0] if len(executors) == 1 else min(executors, key=Executor.load)
         if ex.enqueue(stage, req):
             self.loop.soon(self.start, ex)
@@ -69,16 +72,19 @@ class ServerState:
                       (ex, turn.items))
 
     def end(self, batch: tuple[Executor[Request], list[Request]]) -> None:
-        """A batch finishes: its requests move on or complete; the executor takes its next
-        turn."""
+        """A batch finishes: its requests move on (after the hand-off of the batch to their
+        next stage, ``rules.handoff_ms``) or complete; the executor takes its next turn."""
         ex, items = batch
         ex.in_flight = 0
         loop, routes = self.loop, self.routes
         now = loop.now_ms
+        n = len(items)
         for req in items:
+            route = routes[req.flow]
+            _, _, fixed, per_request = route[req.stage_index]
             req.stage_index += 1
-            if req.stage_index < len(routes[req.flow]):
-                loop.schedule(now + self.forward_ms, self.reach, req)
+            if req.stage_index < len(route):
+                loop.schedule(now + self.forward_ms + fixed + n * per_request, self.reach, req)
             else:
                 req.state = COMPLETED
                 req.completion_ms = now

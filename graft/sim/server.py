@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from graft.cost.base import CostModel
+from graft.plan import rules
 from graft.plan.plan import TEMPORAL, Plan
 from graft.sim.batching import Executor
 from graft.sim.engine import EventLoop
@@ -216,7 +217,9 @@ def simulate_plan(plan: Plan, workload: Workload, cost: CostModel, *, duration_s
 
     ``jitter`` is the relative standard deviation of batch execution times; ``drop_late``
     drops requests already past their deadline when a batch forms (default: they run and
-    count as late); ``forward_ms`` is the hand-off time between consecutive stages.
+    count as late); every hand-off between consecutive stages takes the plan's hand-off time
+    (``rules.handoff_ms`` over the slowest link between the two stages' replicas, for the
+    batch that ended) plus ``forward_ms``.
     """
     if arrivals not in ARRIVALS:
         raise ValueError(f"arrivals must be one of {ARRIVALS}, got {arrivals!r}")
@@ -265,7 +268,7 @@ def simulate_requests(plan: Plan, arrivals: Sequence[ServerArrival] | ArrivalCol
     loop = EventLoop()
     batch_times = BatchTimes(plan, cost, jitter,
                              np.random.default_rng(np.random.SeedSequence(seed).spawn(2)[1]))
-    state = ServerState(loop, _hops(plan), batch_times.ms, drop_late=drop_late,
+    state = ServerState(loop, _hops(plan, cost), batch_times.ms, drop_late=drop_late,
                         forward_ms=forward_ms)
     events = loop.run(times[order].tolist(), state.reach, served, until_ms=end_ms)
     unfinished = [r for r in requests if r.state is RequestState.ARRIVED]
@@ -278,8 +281,22 @@ def simulate_requests(plan: Plan, arrivals: Sequence[ServerArrival] | ArrivalCol
     return Result(requests=requests, events=events, end_ms=loop.now_ms)
 
 
-def _hops(plan: Plan) -> dict[str, tuple[Hop, ...]]:
-    """flow id -> its route's hops: (stage id, the executors serving it)."""
+def _hops(plan: Plan, cost: CostModel) -> dict[str, tuple[Hop, ...]]:
+    """flow id -> its route's hops: (stage id, the executors serving it, and the hand-off
+    to the next stage as fixed ms plus ms per request of the batch)."""
     executors, replicas = build_executors(plan)
-    hops = {st.id: (st.id, [executors[k] for k in replicas[st.id]]) for st in plan.stages}
-    return {r.flow: tuple(hops[s] for s in r.stages) for r in plan.routes}
+    serving = {st.id: [executors[k] for k in replicas[st.id]] for st in plan.stages}
+    by_id = plan.stage_by_id()
+    out: dict[str, tuple[Hop, ...]] = {}
+    for r in plan.routes:
+        chain = [by_id[s] for s in r.stages]
+        hops: list[Hop] = []
+        for a, b in zip(chain, [*chain[1:], None]):
+            fixed = per_request = 0.0
+            if b is not None:
+                kind = rules.handoff_kind(a, b)
+                fixed = float(rules.handoff_ms(cost, a.model, a.end, 0, kind))
+                per_request = float(rules.handoff_ms(cost, a.model, a.end, 1, kind)) - fixed
+            hops.append((a.id, serving[a.id], fixed, per_request))
+        out[r.flow] = tuple(hops)
+    return out

@@ -40,9 +40,12 @@ HOMOGENEOUS = WorkloadShape(partitions=1, budget_slack=(3.0, 3.0))
 MILD = WorkloadShape(partitions=3, budget_slack=(2.5, 4.0))
 HETEROGENEOUS = WorkloadShape(partitions=8, budget_slack=(1.3, 6.0))
 EXTREME = WorkloadShape(partitions=100, budget_slack=(1.1, 10.0))
+#: High rates and budgets spread widely inside every fragment: where one instance per
+#: fragment at its tightest budget wastes most, and per-fragment budget groups pay off.
+SPREAD = WorkloadShape(partitions=7, budget_slack=(1.05, 15.0), rate=(20.0, 200.0))
 
 SHAPES = {"homogeneous": HOMOGENEOUS, "mild": MILD, "heterogeneous": HETEROGENEOUS,
-          "extreme": EXTREME}
+          "extreme": EXTREME, "spread": SPREAD}
 
 
 def synthetic_workload(
