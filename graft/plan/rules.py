@@ -65,9 +65,21 @@ def replicas_needed(rate: float, batch: int, period_ms: float) -> int:
     return max(1, math.ceil(rate * period_ms / (1000.0 * batch) * (1 - EPS)))
 
 
+def seconds_per_request(batch: Number, period_ms: Number) -> Number:
+    """Replica-seconds one request takes at ``batch`` every ``period_ms`` (slightly
+    shortened, so that a rate exactly at capacity needs no extra replica)."""
+    return period_ms / (1000.0 * batch) * (1 - EPS)
+
+
+def replicas_for(rate: float, per_request_s: np.ndarray) -> np.ndarray:
+    """``replicas_needed`` for arrays of ``seconds_per_request`` (floats)."""
+    reps = np.ceil(rate * per_request_s)
+    return np.maximum(reps, 1.0, out=reps)
+
+
 def replicas_needed_array(rate: float, batch: np.ndarray, period_ms: np.ndarray) -> np.ndarray:
     """``replicas_needed`` for arrays of batches and periods (floats)."""
-    return np.maximum(1.0, np.ceil(rate * period_ms / (1000.0 * batch) * (1 - EPS)))
+    return replicas_for(rate, seconds_per_request(batch, period_ms))
 
 
 def capacity_rps(replicas: int, batch: int, period_ms: float) -> float:

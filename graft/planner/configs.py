@@ -23,8 +23,9 @@ from graft.cost.base import CostModel
 from graft.plan.rules import (
     EPS,
     planned_handoff_ms,
+    replicas_for,
     replicas_needed,
-    replicas_needed_array,
+    seconds_per_request,
     stage_time_ms,
 )
 
@@ -60,18 +61,19 @@ class SegmentOptions:
         grid = np.asarray(cost.latency_grid(model, start, end), dtype=float)
         batches = np.asarray(cost.batches, dtype=float)
         shares = np.asarray(cost.shares, dtype=float)
-        b_idx, g_idx = np.meshgrid(np.arange(len(batches)), np.arange(len(shares)), indexing="ij")
         keep = _useful(grid)
         e = grid.ravel()[keep]
-        batch = batches[b_idx.ravel()[keep]]
+        b_idx, g_idx = np.divmod(np.flatnonzero(keep), len(shares))
+        batch = batches[b_idx]
         handoff = planned_handoff_ms(cost, model, end, batch)
         time = stage_time_ms(e) + handoff
         order = np.argsort(time, kind="stable")
         self.exec_ms = e[order]
         self.batch = batch[order]
         self.handoff_ms = handoff[order]
-        self.share = shares[g_idx.ravel()[keep]][order]
+        self.share = shares[g_idx][order]
         self.time_ms = time[order]
+        self._per_request_s = seconds_per_request(self.batch, self.exec_ms)
         #: Least time a request can be planned to spend in this stage.
         self.fastest_time_ms = float(self.time_ms[0])
         #: Least GPU-seconds per request any option costs: share * e / (1000 * batch).
@@ -79,8 +81,9 @@ class SegmentOptions:
 
     def _costs(self, rate: float, count: int) -> np.ndarray:
         """Cost of the ``count`` fastest options at ``rate``."""
-        reps = replicas_needed_array(rate, self.batch[:count], self.exec_ms[:count])
-        return self.share[:count] * reps
+        reps = replicas_for(rate, self._per_request_s[:count])
+        reps *= self.share[:count]
+        return reps
 
     def _admitted(self, caps_ms: np.ndarray) -> np.ndarray:
         """How many options (a prefix in time order) fit each cap."""
@@ -90,8 +93,12 @@ class SegmentOptions:
         """Cheapest cost for each stage time budget in ``caps_ms`` (``inf`` where none fits):
         ``costs_at`` without the option indices, for the planner's inner loop."""
         n = self._admitted(caps_ms)
-        costs = self._costs(rate, int(n.max(initial=0)))
-        return np.concatenate(([np.inf], np.minimum.accumulate(costs)))[n]
+        count = int(n.max(initial=0))
+        out = np.empty(count + 1)
+        out[0] = np.inf
+        if count:
+            np.minimum.accumulate(self._costs(rate, count), out=out[1:])
+        return out[n]
 
     def costs_at(self, rate: float, caps_ms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Cheapest cost and option index for each stage time budget in ``caps_ms``.

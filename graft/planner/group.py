@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 from graft.cost.base import CostModel
 from graft.planner.budget_groups import FragmentFlows
+from graft.planner.lower_bound import lower_bound_share
 from graft.planner.merge import Fragment, collapse_by_partition
 from graft.planner.realign import DEFAULT_STEPS, Alignment, realign
 
@@ -110,8 +111,13 @@ def best_grouping(
     for end in range(1, n + 1):
         for start in range(end):
             members = [f for c in classes[start:end] for f in c]
-            alignment = realign(collapse_by_partition(members), cost, steps)
             own = private.cost(start, end)
+            # no re-alignment costs less than the run's lower bound: skip it when neither
+            # that nor the private groups can improve on the best split found so far
+            bound = lower_bound_share([fl for f in members for fl in f.flows], cost)
+            if best_cost[start] + min(bound, own) >= best_cost[end] - TIE_EPS:
+                continue
+            alignment = realign(collapse_by_partition(members), cost, steps)
             # the private groups only where strictly cheaper: re-aligned stages pool traffic
             group: Alignment | tuple[int, int] = alignment
             group_cost = alignment.cost

@@ -43,36 +43,49 @@ def _columns(cost: CostModel, d: StageDraft) -> np.ndarray:
     return np.asarray(cost.latency_grid(d.model, d.start, d.end))
 
 
+def _handoffs(cost: CostModel, d: StageDraft) -> list[float]:
+    """The stage's planned hand-off at every batch of the grid."""
+    key = ("handoffs", d.model, d.end)
+    hit = cost.cache.get(key)
+    if hit is None:
+        hit = cost.cache[key] = [float(rules.planned_handoff_ms(cost, d.model, d.end, b))
+                                 for b in cost.batches]
+    return hit
+
+
 def _feasible(members: list[StageDraft], grids: list[np.ndarray], j: int, cost: CostModel
               ) -> tuple[float, list[StageConfig]] | None:
-    """Duty cycle and member configurations at share index ``j``, or None."""
+    """Duty cycle and member configurations at share index ``j``, or None.
+
+    The cycle starts at the members' batch-1 times and grows to its least fixed point
+    (every member runs the smallest grid batch carrying its rate in the cycle, the cycle is
+    the sum of their times). Every step is a lower bound on any feasible cycle, so a member
+    whose time already exceeds its cap ends the search at once."""
     batches = cost.batches
     share = cost.shares[j]
-    col = [g[:, j] for g in grids]
+    col = [g[:, j].tolist() for g in grids]
+    caps = [m.time_cap_ms * (1 + EPS) for m in members]
+    handoffs = [_handoffs(cost, m) for m in members]
     idx = [0] * len(members)
-    duty = sum(float(c[0]) for c in col)
+    duty = sum(c[0] for c in col)
     for _ in range(_FIXED_POINT_ROUNDS):
         for i, m in enumerate(members):
             need = rules.batch_needed(m.rate, duty) * (1 - EPS)
             idx[i] = bisect.bisect_left(batches, need)
             if idx[i] >= len(batches):
                 return None
-        new = sum(float(c[k]) for c, k in zip(col, idx))
+        new = sum(c[k] for c, k in zip(col, idx))
+        if any(rules.stage_time_ms(c[k], new) + h[k] > cap
+               for c, k, h, cap in zip(col, idx, handoffs, caps)):
+            return None  # the cycle and the batches only grow from here
         if new <= duty * (1 + EPS):
             duty = new
             break
         duty = new
     else:
         return None
-    configs = []
-    for m, c, k in zip(members, col, idx):
-        e = float(c[k])
-        handoff = float(rules.planned_handoff_ms(cost, m.model, m.end, batches[k]))
-        if rules.stage_time_ms(e, duty) + handoff > m.time_cap_ms * (1 + EPS):
-            return None
-        configs.append(StageConfig(batch=batches[k], share=share, replicas=1, exec_ms=e,
-                                   handoff_ms=handoff))
-    return duty, configs
+    return duty, [StageConfig(batch=batches[k], share=share, replicas=1, exec_ms=c[k],
+                              handoff_ms=h[k]) for c, k, h in zip(col, idx, handoffs)]
 
 
 def solve_slice(members: list[StageDraft], cost: CostModel, at_least: float = 0.0,
