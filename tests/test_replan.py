@@ -7,7 +7,7 @@ from graft.client.traffic import ClientRequest
 from graft.cost.registry import make_cost_model
 from graft.plan.rules import needed_budget_ms
 from graft.planner.registry import make_planner
-from graft.sim.replan import Candidate, Window, observe, overloaded, switch_reason
+from graft.serving.replan import Candidate, Window, observe, overloaded, switch_reason
 from graft.workload.flows import Flow, Workload
 
 V100 = make_cost_model("analytic:v100")

@@ -9,8 +9,10 @@ import pytest
 from graft.cost.base import DEFAULT_BATCHES, PERCENT_SHARES, DeviceLimits
 from graft.plan.plan import Plan, Route, Stage
 from graft.planner.registry import make_planner
-from graft.sim import RequestState, simulate_plan, summarize
-from graft.sim.batching import Executor, take_batch
+from graft.serving.batching import Executor, take_batch
+from graft.serving.lifecycle import RequestState
+from graft.serving.metrics import summarize
+from graft.sim import simulate_plan
 from graft.sim.engine import EventLoop
 from graft.workload.flows import Flow, Workload
 

@@ -23,15 +23,17 @@ import numpy as np
 import pytest
 
 import graft.sim.run as run_module
-from graft.client.traffic import ClientRequest, route_columns, route_requests
+from graft.client.traffic import ClientRequest
 from graft.cost.base import DEFAULT_BATCHES, PERCENT_SHARES, DeviceLimits, Links
 from graft.plan import rules
 from graft.plan.plan import TEMPORAL, Plan, Route, Stage
 from graft.planner.registry import make_planner
-from graft.sim.lifecycle import RequestState
+from graft.serving.arrivals import ArrivalColumns, ServerArrival
+from graft.serving.lifecycle import RequestState
+from graft.serving.routing import route_columns, route_requests
 from graft.sim.run import run_scenario
 from graft.sim.scenario import parse_scenario
-from graft.sim.server import ArrivalColumns, ServerArrival, simulate_requests
+from graft.sim.server import simulate_requests
 from graft.workload.flows import Flow, Workload
 
 from simworkloads import low_rate_workload, random_workload

@@ -7,26 +7,17 @@ import numpy as np
 import pytest
 
 from graft.client.devices import get_device
-from graft.client.traffic import (
-    ClientRequest,
-    ClientSpec,
-    attainment_ceiling,
-    generate_requests,
-    observed_workload,
-    route_requests,
-)
+from graft.client.traffic import ClientRequest, ClientSpec, generate_requests
 from graft.cost.registry import make_cost_model
 from graft.models.catalog import get_model
 from graft.plan.rules import needed_budget_ms
 from graft.planner.headroom import plan_with_headroom
 from graft.planner.registry import make_planner
-from graft.sim.lifecycle import RequestState
-from graft.sim.server import (
-    ServerArrival,
-    make_requests,
-    simulate_plan,
-    simulate_requests,
-)
+from graft.serving.arrivals import ServerArrival
+from graft.serving.lifecycle import RequestState
+from graft.serving.observe import attainment_ceiling, observed_workload
+from graft.serving.routing import route_requests
+from graft.sim.server import make_requests, simulate_plan, simulate_requests
 from graft.workload.flows import Flow, Workload
 from graft.workload.tracegen import LinkState, MarkovRateModel
 from graft.workload.traces import RateTrace

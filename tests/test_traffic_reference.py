@@ -30,7 +30,7 @@ from graft.client.traffic import (
 from graft.cost.registry import make_cost_model
 from graft.models.catalog import get_model
 from graft.plan.rules import needed_budget_ms
-from graft.sim.server import times_at_rate_ms
+from graft.workload.arrivals import times_at_rate_ms
 from graft.workload.tracegen import markov_trace, write_mahimahi, write_rate_csv
 from graft.workload.traces import (
     BandwidthTrace,

@@ -21,30 +21,13 @@ Each step runs for all of a client's send times at once (``rate_mbps_many``, the
 ``track``, ``choose_partitions``, ``transfer_ms_many``) and gives exactly the numbers of the
 per-request calls above.
 
-``observed_workload``: the flows a planner should plan for, from the requests that reach the
-server in a time window. Requests are grouped by (model, partition, budget class); the class
-of a budget ``b`` for a fragment needing ``need`` (``needed_budget_ms``) is
-``floor(log(b / need) / log(ratio))`` (geometric bins, ``ratio`` 1.5 by default: class 0 is
-``[need, 1.5 need)``). A flow's rate is its count over the window; its budget is the 5th
-percentile of its requests' budgets, so about 95% of them have at least the planned budget.
-Requests whose budget is below ``need`` are counted as unservable, not planned for.
-``attainment_ceiling``: the share of requests with a budget of at least ``need / 2`` (the
-fastest their fragment runs), the most any planner can have on time.
-
-``route_requests``: a request takes the route of the planned flow of its (model, partition)
-with the largest budget not above its own (else the tightest such flow; it may be late); with
-no routed flow of its (model, partition) it is rejected. Its deadline is its own budget.
-Admission control: a request whose budget is below its route's least latency (the sum of
-its stages' ``exec_ms`` and hand-offs, ``Plan.least_latency_ms``) cannot be on time even on
-idle stages, so it is rejected at once instead of taking capacity from requests that can
-still make it.
+What the server makes of these requests (the flows it plans for, routing with admission
+control) is in ``graft.serving``.
 """
 
 from __future__ import annotations
 
 import logging
-import math
-from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields
 
@@ -63,10 +46,8 @@ from graft.client.partition import (
 )
 from graft.cost.base import CostModel
 from graft.models.catalog import get_model
-from graft.plan.plan import Plan
-from graft.plan.rules import fastest_ms, needed_budget_ms
-from graft.sim.server import ArrivalColumns, ServerArrival, times_at_rate_ms
-from graft.workload.flows import Flow, Workload
+from graft.plan.rules import needed_budget_ms
+from graft.workload.arrivals import times_at_rate_ms
 from graft.workload.traces import BandwidthTrace
 
 log = logging.getLogger(__name__)
@@ -79,10 +60,6 @@ ESTIMATORS: dict[str, Callable[[], BandwidthEstimator]] = {
 
 #: Window of the trace throughput a client samples before each request, ms.
 SAMPLE_WINDOW_MS = 1000.0
-#: Width of a budget class: budgets within this factor of each other share a class.
-BUDGET_CLASS_RATIO = 1.5
-#: Percentile of a class's budgets that its flow is planned for.
-BUDGET_PERCENTILE = 5.0
 
 
 #: A client's defaults, shared by ``ClientSpec`` and the scenario format.
@@ -143,26 +120,6 @@ class ClientRequest:
 _COLUMNS = tuple(f.name for f in fields(ClientRequest))[2:]
 
 
-@dataclass(frozen=True)
-class Observation:
-    """``observed_workload``'s answer: the flows to plan for, and requests left out."""
-
-    workload: Workload
-    #: Requests in the window whose budget is below their fragment's needed budget.
-    unservable: int
-
-
-def _needed(cost: CostModel) -> Callable[[str, int], float]:
-    cache: dict[tuple[str, int], float] = {}
-
-    def need(model: str, p: int) -> float:
-        if (model, p) not in cache:
-            cache[(model, p)] = needed_budget_ms(cost, model, p)
-        return cache[(model, p)]
-
-    return need
-
-
 def _make_estimator(name: str) -> BandwidthEstimator:
     """A fresh estimator of the kind named (``ESTIMATORS``); ValueError for others."""
     try:
@@ -217,7 +174,9 @@ def generate_requests(clients: Sequence[ClientSpec], cost: CostModel, *, duratio
     ids = [c.id for c in clients]
     if len(set(ids)) != len(ids):
         raise ValueError("client ids must be unique")
-    need = _needed(cost)
+    def need(model: str, p: int) -> float:
+        return needed_budget_ms(cost, model, p)
+
     seqs = np.random.SeedSequence(seed).spawn(len(clients))
     parts, owners = [], []
     for k, (c, sq) in enumerate(zip(clients, seqs, strict=True)):
@@ -235,94 +194,3 @@ def generate_requests(clients: Sequence[ClientSpec], cost: CostModel, *, duratio
     return _requests(clients, owner[order], {f: v[order] for f, v in columns.items()})
 
 
-def budget_class(budget_ms: float, need_ms: float, ratio: float = BUDGET_CLASS_RATIO) -> int:
-    """``floor(log(budget / need) / log(ratio))``: 0 for ``[need, ratio * need)``, and so on
-    (-1 and below for budgets under ``need``)."""
-    return math.floor(math.log(budget_ms / need_ms) / math.log(ratio) + 1e-12) \
-        if budget_ms > 0 else -1
-
-
-def observed_workload(requests: Sequence[ClientRequest], cost: CostModel, *,
-                      window_ms: tuple[float, float], ratio: float = BUDGET_CLASS_RATIO,
-                      percentile: float = BUDGET_PERCENTILE) -> Observation:
-    """The flows of the requests reaching the server in ``[start, end)`` ms of
-    ``window_ms``: one per (model, partition, budget class), ids ``model/p<p>/b<class>``."""
-    start, end = window_ms
-    if not end > start:
-        raise ValueError(f"window must have end > start, got {window_ms!r}")
-    if not ratio > 1:
-        raise ValueError(f"ratio must be > 1, got {ratio!r}")
-    need = _needed(cost)
-    groups: dict[tuple[str, int, int], list[float]] = defaultdict(list)
-    unservable = 0
-    for r in requests:
-        if not start <= r.arrival_ms < end:
-            continue
-        n = need(r.model, r.partition)
-        if r.budget_ms < n:
-            unservable += 1
-            continue
-        groups[(r.model, r.partition, budget_class(r.budget_ms, n, ratio))].append(r.budget_ms)
-    seconds = (end - start) / 1000.0
-    flows = tuple(
-        Flow(id=f"{m}/p{p}/b{k}", model=m, partition=p, rate=len(b) / seconds,
-             budget_ms=max(float(np.percentile(b, percentile)), need(m, p)))
-        for (m, p, k), b in sorted(groups.items()))
-    log.info("observed %d flows from %d requests (%d unservable)", len(flows),
-             sum(len(b) for b in groups.values()), unservable)
-    return Observation(Workload(flows), unservable)
-
-
-def attainment_ceiling(requests: Sequence[ClientRequest], cost: CostModel) -> float:
-    """The share of ``requests`` whose server budget is at least the fastest time their
-    fragment ``[p, L)`` can run at any batch and share (half its ``needed_budget_ms``): no
-    plan can have the others on time, so no planner's SLO attainment exceeds this (1.0 when
-    there are no requests)."""
-    if not requests:
-        return 1.0
-    ok = sum(r.budget_ms >= fastest_ms(cost, r.model, r.partition, get_model(r.model).num_blocks)
-             for r in requests)
-    return ok / len(requests)
-
-
-def route_columns(requests: Sequence[ClientRequest], plan: Plan,
-                  workload: Workload, cost: CostModel) -> ArrivalColumns:
-    """``route_requests`` as columns (``simulate_requests`` reads either)."""
-    least = plan.least_latency_ms(cost)
-    by_fragment: dict[tuple[str, int], list[Flow]] = defaultdict(list)
-    for f in workload.flows:
-        if f.id in least:
-            by_fragment[(f.model, f.partition)].append(f)
-    n = len(requests)
-    arrival = np.fromiter([r.arrival_ms for r in requests], float, n)
-    budget = np.fromiter([r.budget_ms for r in requests], float, n)
-    models, parts = [r.model for r in requests], [r.partition for r in requests]
-    codes = {key: c for c, key in enumerate(by_fragment)}
-    fragment = np.fromiter([codes.get(k, -1) for k in zip(models, parts)], np.intp, n)
-    flow = np.full(n, None, dtype=object)
-    for key, c in codes.items():
-        fl = sorted(by_fragment[key], key=lambda f: (f.budget_ms, f.id))
-        at = np.flatnonzero(fragment == c)
-        # the largest budget not above the request's (the last such), else the tightest
-        pick = np.maximum(np.searchsorted([f.budget_ms for f in fl], budget[at],
-                                          side="right") - 1, 0)
-        # admission: a request that cannot finish in time even on idle stages is rejected
-        floor = np.array([least[f.id] for f in fl])[pick]
-        flow[at] = np.where(budget[at] >= floor, np.array([f.id for f in fl], dtype=object)[pick],
-                            None)
-    return ArrivalColumns(arrival.tolist(), flow.tolist(), (arrival + budget).tolist(), models,
-                          parts)
-
-
-def route_requests(requests: Sequence[ClientRequest], plan: Plan,
-                   workload: Workload, cost: CostModel) -> list[ServerArrival]:
-    """One ``ServerArrival`` per request (same order, ``tag`` = the request): the route of
-    the routed flow of its (model, partition) with the largest budget not above its own, else
-    the tightest such flow; None (rejected) when its (model, partition) has no routed flow,
-    or when its budget is below that route's least latency under ``cost`` (it cannot be on
-    time)."""
-    c = route_columns(requests, plan, workload, cost)
-    return [ServerArrival(arrival, flow, deadline, model, p, tag=r)
-            for arrival, flow, deadline, model, p, r in zip(
-                c.arrival_ms, c.flow, c.deadline_ms, c.model, c.partition, requests,
-                strict=True)]

@@ -1,10 +1,7 @@
 """The discrete-event simulator: a plan serving a workload's arrivals (``simulate_plan``) or an
-explicit list of server arrivals (``simulate_requests``) under the shared batching policy and
-request lifecycle, and the one metrics function."""
+explicit list of server arrivals (``simulate_requests``) under the batching policy, request
+lifecycle and metrics of ``graft.serving``, with cost-model batch times in place of workers."""
 
-from graft.sim.lifecycle import Request, RequestState
-from graft.sim.metrics import summarize
-from graft.sim.server import Result, ServerArrival, simulate_plan, simulate_requests
+from graft.sim.server import Result, simulate_plan, simulate_requests
 
-__all__ = ["Request", "RequestState", "Result", "ServerArrival", "simulate_plan",
-           "simulate_requests", "summarize"]
+__all__ = ["Result", "simulate_plan", "simulate_requests"]

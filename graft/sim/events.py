@@ -11,9 +11,9 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from graft.sim.batching import Executor
+from graft.serving.batching import Executor
+from graft.serving.lifecycle import Request, RequestState
 from graft.sim.engine import EventLoop
-from graft.sim.lifecycle import Request, RequestState
 
 #: One stage of a route: its id, the executors serving it (one per replica), and the
 #: hand-off to the route's next stage as (fixed ms, ms per request of the batch) (zeros after

@@ -3,7 +3,7 @@
 The clients' requests are generated once (``generate_requests`` with the run's seed; a
 client of a group with ``start_s`` keeps only the requests it sends from then on), and every
 planner serves exactly those requests. For each planner the run is a sequence of plan
-**epochs** (see ``graft.sim.replan`` for when a plan switches):
+**epochs** (see ``graft.serving.replan`` for when a plan switches):
 
 - epoch 0 is planned at t = 0 from the requests of ``[0, window_s)``: an oracle warm-up
   (the first plan has seen the first window before it serves it);
@@ -44,19 +44,15 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from graft.client.partition import result_bytes, transfer_ms
-from graft.client.traffic import (
-    ClientRequest,
-    attainment_ceiling,
-    generate_requests,
-    route_columns,
-)
+from graft.client.traffic import ClientRequest, generate_requests
 from graft.cost.base import CostModel
 from graft.cost.registry import make_cost_model
 from graft.models.catalog import get_model
 from graft.planner.base import Planner
 from graft.planner.registry import make_planner
-from graft.sim.lifecycle import RequestState
-from graft.sim.replan import (
+from graft.serving.lifecycle import RequestState
+from graft.serving.observe import attainment_ceiling
+from graft.serving.replan import (
     FORCED,
     Candidate,
     Window,
@@ -65,6 +61,7 @@ from graft.sim.replan import (
     switch_reason,
     window_floor,
 )
+from graft.serving.routing import route_columns
 from graft.sim.scenario import Scenario, scenario_clients
 from graft.sim.server import simulate_requests
 
@@ -273,7 +270,7 @@ def _integral(steps: Sequence[tuple[float, float, int]], column: int) -> float:
 
 
 def run_planner(name: str, ctx: _Context, progress: Progress | None = None) -> PlannerRun:
-    """One planner over the scenario's requests, re-planning as ``graft.sim.replan`` says."""
+    """One planner over the scenario's requests, re-planning as ``graft.serving.replan`` says."""
     sc = ctx.scenario
     planner: Planner = make_planner(name)
     wall = time.perf_counter()

@@ -51,7 +51,7 @@ from graft.client.traffic import (
 from graft.cost.registry import make_cost_model
 from graft.errors import GraftInputError
 from graft.models.catalog import get_model
-from graft.sim.server import ARRIVALS
+from graft.workload.arrivals import ARRIVALS
 from graft.workload.tracegen import LTE_UPLINK, LinkState, MarkovRateModel
 from graft.workload.traces import BandwidthTrace, load_trace
 

@@ -9,7 +9,7 @@ past its deadline is still served and counts as late (or DROPPED at batch format
 
 In ``simulate_plan`` every flow sends requests at its rate (Poisson, or fixed intervals at
 a seeded random phase), each with the flow's ``budget_ms`` as its server deadline. Every
-stage replica is one executor running the batching policy of ``graft.sim.batching``; the
+stage replica is one executor running the batching policy of ``graft.serving.batching``; the
 stages of one time-shared slice share one executor per slice replica, and in a temporal
 plan each GPU's sessions share one executor (they run at share 1.0). A request picks a
 replica by join-shortest-queue. A batch of ``n`` takes
@@ -22,7 +22,6 @@ DROPPED. Every request ends in exactly one terminal state.
 from __future__ import annotations
 
 import logging
-from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -31,18 +30,18 @@ from typing import Any
 import numpy as np
 
 from graft.cost.base import CostModel
-from graft.plan import rules
 from graft.plan.plan import TEMPORAL, Plan
-from graft.sim.batching import Executor
+from graft.serving.arrivals import UNROUTED, ArrivalColumns, ServerArrival
+from graft.serving.lifecycle import Request, RequestState
+from graft.serving.metrics import Outcomes, outcomes, summarize
+from graft.serving.topology import build_executors, route_handoffs
 from graft.sim.engine import EventLoop
 from graft.sim.events import Hop, ServerState
-from graft.sim.lifecycle import Request, RequestState
-from graft.sim.metrics import Outcomes, outcomes, summarize
+from graft.workload.arrivals import ARRIVALS, times_at_rate_ms
 from graft.workload.flows import Flow, Workload
 
 log = logging.getLogger(__name__)
 
-ARRIVALS = ("poisson", "fixed")
 #: Smallest factor jitter can scale a batch's execution time by.
 MIN_JITTER_FACTOR = 0.5
 #: Jitter normals drawn at a time.
@@ -109,93 +108,11 @@ class Result:
         return outcomes(self.requests)
 
 
-def build_executors(plan: Plan) -> tuple[list[Executor[Request]], dict[str, list[int]]]:
-    """One executor per stage replica, per slice replica, or per GPU of a temporal plan."""
-    groups: dict[tuple, list[str]] = defaultdict(list)
-    for st in plan.stages:
-        for r in range(st.replicas):
-            if plan.gpu_sharing == TEMPORAL and len(st.gpus) == st.replicas:
-                key: tuple = ("gpu", st.gpus[r])
-            elif st.slice is not None:
-                key = ("slice", st.slice, r)
-            else:
-                key = ("stage", st.id, r)
-            groups[key].append(st.id)
-    batches = {st.id: st.batch for st in plan.stages}
-    executors: list[Executor[Request]] = []
-    replicas: dict[str, list[int]] = defaultdict(list)
-    for members in groups.values():
-        index = len(executors)
-        executors.append(Executor(members, {m: batches[m] for m in set(members)}))
-        for m in set(members):
-            replicas[m].append(index)
-    return executors, dict(replicas)
-
-
-@dataclass(frozen=True)
-class ServerArrival:
-    """One request reaching the server: when, which plan flow's route it takes (None: no
-    route, REJECTED), its deadline (server clock, ms), and an opaque ``tag`` (e.g. the
-    client request it came from) that the simulator never reads."""
-
-    arrival_ms: float
-    flow: str | None
-    deadline_ms: float
-    model: str
-    partition: int
-    tag: Any = None
-
-
-@dataclass(frozen=True)
-class ArrivalColumns:
-    """Server arrivals as columns, entry ``i`` holding the fields of ``ServerArrival`` ``i``
-    (tags left out): what ``simulate_requests`` reads, built without an object per
-    arrival."""
-
-    arrival_ms: list[float]
-    flow: list[str | None]
-    deadline_ms: list[float]
-    model: list[str]
-    partition: list[int]
-
-    @classmethod
-    def of(cls, arrivals: Sequence[ServerArrival]) -> ArrivalColumns:
-        return cls([a.arrival_ms for a in arrivals], [a.flow for a in arrivals],
-                   [a.deadline_ms for a in arrivals], [a.model for a in arrivals],
-                   [a.partition for a in arrivals])
-
-    def __len__(self) -> int:
-        return len(self.arrival_ms)
-
-
-#: The ``Request.flow`` of an arrival that has no flow (rejected without a route).
-UNROUTED = "(unrouted)"
-
-
 def arrival_times_ms(flow: Flow, duration_s: float, rng: np.random.Generator,
                      arrivals: str) -> np.ndarray:
     """Arrival times in [0, duration) ms: Poisson at ``flow.rate``, or every ``1/rate`` s
     from a random phase."""
     return times_at_rate_ms(flow.rate, duration_s, rng, arrivals)
-
-
-def times_at_rate_ms(rate: float, duration_s: float, rng: np.random.Generator,
-                     arrivals: str) -> np.ndarray:
-    """Times in [0, duration) ms: Poisson at ``rate`` per second, or every ``1/rate`` s from
-    a random phase."""
-    if arrivals not in ARRIVALS:
-        raise ValueError(f"arrivals must be one of {ARRIVALS}, got {arrivals!r}")
-    horizon_ms = duration_s * 1000.0
-    gap_ms = 1000.0 / rate
-    if arrivals == "fixed":
-        return np.arange(rng.uniform(0.0, gap_ms), horizon_ms, gap_ms)
-    expected = horizon_ms / gap_ms
-    chunk = int(expected + 6.0 * np.sqrt(expected) + 16)
-    times = np.cumsum(rng.exponential(gap_ms, size=chunk))
-    while times[-1] < horizon_ms:
-        more = times[-1] + np.cumsum(rng.exponential(gap_ms, size=chunk))
-        times = np.concatenate([times, more])
-    return times[times < horizon_ms]
 
 
 def make_requests(workload: Workload, duration_s: float, rng: np.random.Generator,
@@ -285,18 +202,9 @@ def _hops(plan: Plan, cost: CostModel) -> dict[str, tuple[Hop, ...]]:
     """flow id -> its route's hops: (stage id, the executors serving it, and the hand-off
     to the next stage as fixed ms plus ms per request of the batch)."""
     executors, replicas = build_executors(plan)
-    serving = {st.id: [executors[k] for k in replicas[st.id]] for st in plan.stages}
-    by_id = plan.stage_by_id()
+    handoffs = route_handoffs(plan, cost)
     out: dict[str, tuple[Hop, ...]] = {}
     for r in plan.routes:
-        chain = [by_id[s] for s in r.stages]
-        hops: list[Hop] = []
-        for a, b in zip(chain, [*chain[1:], None]):
-            fixed = per_request = 0.0
-            if b is not None:
-                kind = rules.handoff_kind(a, b)
-                fixed = float(rules.handoff_ms(cost, a.model, a.end, 0, kind))
-                per_request = float(rules.handoff_ms(cost, a.model, a.end, 1, kind)) - fixed
-            hops.append((a.id, serving[a.id], fixed, per_request))
-        out[r.flow] = tuple(hops)
+        out[r.flow] = tuple((s, [executors[k] for k in replicas[s]], fixed, per_request)
+                            for s, (fixed, per_request) in zip(r.stages, handoffs[r.flow]))
     return out

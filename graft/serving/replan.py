@@ -25,12 +25,13 @@ from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-from graft.client.traffic import ClientRequest, observed_workload, route_columns
 from graft.cost.base import CostModel
 from graft.plan.plan import Plan
 from graft.planner.base import Planner
 from graft.planner.headroom import plan_with_headroom
 from graft.planner.lower_bound import share_floor
+from graft.serving.observe import Arriving, observed_workload
+from graft.serving.routing import route_columns
 from graft.workload.flows import Flow, Workload
 
 #: Reasons a switch is forced; ``cheaper`` is the optional one.
@@ -45,12 +46,12 @@ class Window:
     the flows they make (``observed_workload``). It depends on the scenario alone, so every
     planner of a run and the share-seconds floor use the same one."""
 
-    requests: tuple[ClientRequest, ...]
+    requests: tuple[Arriving, ...]
     seconds: float
     workload: Workload
 
 
-def observe(requests: Sequence[ClientRequest], cost: CostModel, *,
+def observe(requests: Sequence[Arriving], cost: CostModel, *,
             window_ms: tuple[float, float]) -> Window:
     """The requests of ``requests`` reaching the server in ``window_ms``, and their flows."""
     start, end = window_ms

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from graft.sim.lifecycle import Request, RequestState, on_time_mask
+from graft.serving.lifecycle import Request, RequestState, on_time_mask
 
 
 @dataclass(frozen=True)
