@@ -1,7 +1,7 @@
 """The rules every plan obeys, written once: planners, the verifier, the simulator and the
 runtime all call these functions.
 
-They follow from the batching policy every executor runs (``graft.sim.batching``): a stage
+They follow from the batching policy every executor runs (``graft.serving.batching``): a stage
 replica forms a batch of at most ``batch`` queued requests as soon as it is idle, never
 waiting for a batch to fill, and runs it in ``exec_ms``.
 
