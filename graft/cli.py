@@ -18,6 +18,8 @@ from graft.errors import GraftInputError
 DEFAULT_PLANNER = "graft"
 DEFAULT_COST_MODEL = "analytic:v100"
 DEFAULT_SIM_PLANNERS = ("graft", "gslice", "nexus")
+#: The cost model ``graft serve --workload`` plans with on this machine's CPU.
+DEFAULT_SERVE_COST_MODEL = "profile:tiny-cpu"
 
 log = logging.getLogger("graft")
 
@@ -232,6 +234,38 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    from graft.cost.registry import make_cost_model
+    from graft.plan.plan import Plan
+    from graft.plan.verify import verify
+    from graft.planner.registry import make_planner
+    from graft.runtime.server import serve
+    from graft.workload.flows import load_json, load_workload
+
+    if args.plan is None and args.workload is None:
+        raise GraftInputError("graft serve needs --plan PLAN.json or --workload WORKLOAD.json")
+    if not 0 < args.port < 65536:
+        raise GraftInputError(f"--port must be in 1..65535, got {args.port}", field="port")
+    workload = load_workload(args.workload) if args.workload else None
+    if args.plan is not None:
+        plan = Plan.from_json(load_json(args.plan, "plan"))
+        cost = make_cost_model(args.cost_model or plan.cost_model)
+        if workload is not None:
+            errors = verify(workload, plan, cost, allow_partial=True)
+            if errors:
+                raise GraftInputError(f"the plan fails verification ({len(errors)} "
+                                      f"violations), first: {errors[0]}")
+    else:
+        cost = make_cost_model(args.cost_model or DEFAULT_SERVE_COST_MODEL)
+        plan = make_planner(args.planner).plan(workload, cost, allow_partial=True)
+        for u in plan.unserved:
+            log.warning("flow %s is not served: it needs a budget of %.3f ms", u.flow,
+                        u.needed_budget_ms)
+    serve(plan, workload, cost, host=args.host, port=args.port, device=args.device,
+          weights=args.weights, seed=args.seed)
+    return 0
+
+
 def _int_list(text: str, flag: str) -> list[int]:
     try:
         values = [int(x) for x in text.split(",") if x.strip()]
@@ -328,6 +362,21 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--seed", type=int, default=None,
                     help="seed of requests, traces and jitter (default: the scenario's)")
     sp.add_argument("-o", "--output", required=True, help="folder for the report")
+
+    sp = add("serve", cmd_serve, "serve a plan over the Open Inference Protocol (Triton's HTTP)")
+    sp.add_argument("--plan", help="plan JSON to serve (with --workload: checked against it)")
+    sp.add_argument("--workload", help="workload JSON: planned with --planner, or the flows "
+                                       "of --plan")
+    sp.add_argument("--planner", default=DEFAULT_PLANNER)
+    sp.add_argument("--cost-model", default=None,
+                    help=f"cost model (default: the plan's own, or {DEFAULT_SERVE_COST_MODEL} "
+                         "to plan a workload)")
+    sp.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    sp.add_argument("--weights", default=None,
+                    help="a state_dict file (single-model plans) or a folder of <model>.pt")
+    sp.add_argument("--host", default="127.0.0.1")
+    sp.add_argument("--port", type=int, default=8000)
+    sp.add_argument("--seed", type=int, default=0, help="seed of random weights")
     return p
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -23,31 +24,73 @@ from graft.serving.observe import Arriving
 from graft.workload.flows import Flow, Workload
 
 
+@dataclass(frozen=True)
+class Fragment:
+    """The routed flows of one (model, partition), sorted by (budget, id), with their
+    budgets and their routes' least latencies (admission floors)."""
+
+    flows: tuple[str, ...]
+    budgets: np.ndarray
+    floors: np.ndarray
+
+
+class Router:
+    """The routing rule of a plan, built once: ``route`` answers one request, ``route_many``
+    many at once (the same answers)."""
+
+    def __init__(self, plan: Plan, workload: Workload, cost: CostModel):
+        least = plan.least_latency_ms(cost)
+        by_fragment: dict[tuple[str, int], list[Flow]] = defaultdict(list)
+        for f in workload.flows:
+            if f.id in least:
+                by_fragment[(f.model, f.partition)].append(f)
+        self.fragments: dict[tuple[str, int], Fragment] = {}
+        for key, flows in by_fragment.items():
+            fl = sorted(flows, key=lambda f: (f.budget_ms, f.id))
+            self.fragments[key] = Fragment(tuple(f.id for f in fl),
+                                           np.array([f.budget_ms for f in fl]),
+                                           np.array([least[f.id] for f in fl]))
+
+    def route_many(self, model: str, partition: int, budgets: np.ndarray) -> list[str | None]:
+        """The flow of each request of one (model, partition) with these budgets: the
+        largest budget not above its own (the last such), else the tightest; None when the
+        fragment has no routed flow, or the budget is below that route's least latency
+        (admission: it cannot finish in time even on idle stages)."""
+        fr = self.fragments.get((model, partition))
+        if fr is None:
+            return [None] * len(budgets)
+        pick = np.maximum(np.searchsorted(fr.budgets, budgets, side="right") - 1, 0)
+        names = np.array(fr.flows, dtype=object)[pick]
+        return np.where(budgets >= fr.floors[pick], names, None).tolist()
+
+    def route(self, model: str, partition: int, budget_ms: float) -> str | None:
+        """``route_many`` for one request."""
+        return self.route_many(model, partition, np.array([budget_ms]))[0]
+
+    def least_latency_ms(self, model: str, partition: int, budget_ms: float) -> float | None:
+        """The least latency of the route a request with ``budget_ms`` would take (its
+        admission floor), or None when the fragment has no routed flow."""
+        fr = self.fragments.get((model, partition))
+        if fr is None:
+            return None
+        pick = max(int(np.searchsorted(fr.budgets, budget_ms, side="right")) - 1, 0)
+        return float(fr.floors[pick])
+
+
 def route_columns(requests: Sequence[Arriving], plan: Plan,
                   workload: Workload, cost: CostModel) -> ArrivalColumns:
     """``route_requests`` as columns (``simulate_requests`` reads either)."""
-    least = plan.least_latency_ms(cost)
-    by_fragment: dict[tuple[str, int], list[Flow]] = defaultdict(list)
-    for f in workload.flows:
-        if f.id in least:
-            by_fragment[(f.model, f.partition)].append(f)
+    router = Router(plan, workload, cost)
     n = len(requests)
     arrival = np.fromiter([r.arrival_ms for r in requests], float, n)
     budget = np.fromiter([r.budget_ms for r in requests], float, n)
     models, parts = [r.model for r in requests], [r.partition for r in requests]
-    codes = {key: c for c, key in enumerate(by_fragment)}
+    codes = {key: c for c, key in enumerate(router.fragments)}
     fragment = np.fromiter([codes.get(k, -1) for k in zip(models, parts)], np.intp, n)
     flow = np.full(n, None, dtype=object)
-    for key, c in codes.items():
-        fl = sorted(by_fragment[key], key=lambda f: (f.budget_ms, f.id))
+    for (model, p), c in codes.items():
         at = np.flatnonzero(fragment == c)
-        # the largest budget not above the request's (the last such), else the tightest
-        pick = np.maximum(np.searchsorted([f.budget_ms for f in fl], budget[at],
-                                          side="right") - 1, 0)
-        # admission: a request that cannot finish in time even on idle stages is rejected
-        floor = np.array([least[f.id] for f in fl])[pick]
-        flow[at] = np.where(budget[at] >= floor, np.array([f.id for f in fl], dtype=object)[pick],
-                            None)
+        flow[at] = router.route_many(model, p, budget[at])
     return ArrivalColumns(arrival.tolist(), flow.tolist(), (arrival + budget).tolist(), models,
                           parts)
 

@@ -1,0 +1,301 @@
+"""The runtime engine: a plan's executors as worker processes, and requests through them.
+
+``Engine(plan, workload, cost)`` starts one worker per executor of the plan
+(``graft.serving.topology.build_executors``), routes each request with the simulator's rule
+(``graft.serving.routing.Router``: the flow of its fragment whose budget fits, or a rejection
+when its budget is below that route's least latency), hands it to the least-loaded replica
+of its route's first stage, and resolves its future when the last stage's output comes back.
+Results arrive on one queue, read by a listener thread that hands them to the event loop.
+
+A request with several samples (a batch dimension above 1) travels as that many items and
+completes when all have.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import threading
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from graft.cost.base import CostModel
+from graft.models.catalog import get_model
+from graft.plan.plan import TEMPORAL, Plan
+from graft.runtime.worker import (
+    Done,
+    Failed,
+    Item,
+    Ran,
+    Ready,
+    StageSpec,
+    Stopped,
+    Work,
+    WorkerSpec,
+    add_load,
+    now_ms,
+    run_worker,
+)
+from graft.serving.routing import Router
+from graft.serving.topology import build_executors
+from graft.workload.flows import Workload
+
+log = logging.getLogger(__name__)
+
+#: Seconds to wait for every worker to load its models and report ready.
+START_TIMEOUT_S = 180.0
+
+
+class Rejected(Exception):
+    """A request the server will not run: no route, or a budget it cannot meet."""
+
+
+class RequestFailed(Exception):
+    """A request that was admitted but could not be answered (late, or a worker failed)."""
+
+
+@dataclass
+class _Pending:
+    """A request in flight: the future to resolve, and its samples' outputs so far."""
+
+    future: asyncio.Future
+    loop: asyncio.AbstractEventLoop
+    first_key: int
+    outputs: list[Any]
+    left: int
+
+
+@dataclass
+class StageStats:
+    """Batches a stage ran: count, samples and seconds, and a histogram of batch sizes."""
+
+    batches: int = 0
+    samples: int = 0
+    seconds: float = 0.0
+    sizes: dict[int, int] = field(default_factory=lambda: defaultdict(int))
+
+
+def worker_specs(plan: Plan, *, device: str, weights: dict[str, str | None], seed: int,
+                 cores: int | None = None) -> list[WorkerSpec]:
+    """One ``WorkerSpec`` per executor of ``plan``."""
+    executors, replicas = build_executors(plan)
+    stages = plan.stage_by_id()
+    routes = {r.flow: list(r.stages) for r in plan.routes}
+    cores = cores or os.cpu_count() or 1
+    specs = []
+    for index, ex in enumerate(executors):
+        members = list(ex.members)
+        first = stages[members[0]]
+        share = 1.0 if plan.gpu_sharing == TEMPORAL else first.run_share
+        specs.append(WorkerSpec(
+            index=index,
+            stages=[StageSpec(s, stages[s].model, stages[s].start, stages[s].end,
+                              stages[s].batch) for s in dict.fromkeys(members)],
+            members=members,
+            threads=max(1, round(share * cores)) if device == "cpu" else 1,
+            device=device,
+            weights={m: weights.get(m) for m in {stages[s].model for s in members}},
+            seed=seed,
+            routes=routes,
+            replicas={s: list(v) for s, v in replicas.items()},
+        ))
+    return specs
+
+
+class Engine:
+    """A plan served by worker processes (see the module docstring)."""
+
+    def __init__(self, plan: Plan, workload: Workload, cost: CostModel, *,
+                 device: str = "cpu", weights: dict[str, str | None] | None = None,
+                 seed: int = 0, on_batch: Callable[[str, int, float], None] | None = None):
+        self.plan = plan
+        self.workload = workload
+        self.cost = cost
+        self.device = device
+        self.router = Router(plan, workload, cost)
+        self.routes = {r.flow: list(r.stages) for r in plan.routes}
+        self.stats: dict[str, StageStats] = defaultdict(StageStats)
+        self._on_batch = on_batch
+        self._specs = worker_specs(plan, device=device, weights=weights or {}, seed=seed)
+        self._pending: dict[int, _Pending] = {}
+        #: every in-flight sample's key -> the first key of its request
+        self._owner_of: dict[int, int] = {}
+        self._replicas = {s: list(v) for s, v in build_executors(plan)[1].items()}
+        self._lock = threading.Lock()
+        self._next_key = 0
+        self._ready: set[int] = set()
+        self._ready_event = threading.Event()
+        self._stopped = threading.Event()
+        self._procs: list[Any] = []
+        self._listener: threading.Thread | None = None
+        #: per fragment (model, partition), the tightest routed flow's budget (the default)
+        self.default_budget_ms = {key: float(fr.budgets[0])
+                                  for key, fr in self.router.fragments.items()}
+
+    @property
+    def fragments(self) -> list[tuple[str, int]]:
+        """The (model, partition) points this plan serves, sorted."""
+        return sorted(self.router.fragments)
+
+    # --- life cycle ---------------------------------------------------------------------
+    def start(self, timeout_s: float = START_TIMEOUT_S) -> None:
+        import torch.multiprocessing as mp
+
+        ctx = mp.get_context("spawn")
+        n = len(self._specs)
+        self._inboxes = [ctx.Queue() for _ in range(n)]
+        self._results = ctx.Queue()
+        self._loads = ctx.Array("i", n, lock=True)
+        for spec in self._specs:
+            p = ctx.Process(target=run_worker, name=f"graft-worker-{spec.index}",
+                            args=(spec, self._inboxes[spec.index], self._inboxes,
+                                  self._results, self._loads), daemon=True)
+            p.start()
+            self._procs.append(p)
+        self._listener = threading.Thread(target=self._listen, name="graft-results",
+                                          daemon=True)
+        self._listener.start()
+        if not self._ready_event.wait(timeout_s):
+            self.stop()
+            raise RuntimeError(f"workers did not start within {timeout_s:g} s "
+                               f"({len(self._ready)} of {n} ready)")
+        log.info("serving plan %s with %d workers", self.plan.planner, n)
+
+    def stop(self, timeout_s: float = 30.0) -> None:
+        """Stop the workers after what they hold; fail whatever is still pending."""
+        for q in getattr(self, "_inboxes", []):
+            q.put(None)
+        for p in self._procs:
+            p.join(timeout_s)
+            if p.is_alive():
+                p.terminate()
+        self._stopped.set()
+        if self._listener is not None:
+            self._results.put(None)
+            self._listener.join(5.0)
+        with self._lock:
+            pending, self._pending = self._pending, {}
+            self._owner_of.clear()
+        for p in pending.values():
+            _resolve(p, RequestFailed("the server stopped before answering"))
+
+    # --- requests -----------------------------------------------------------------------
+    def admit(self, model: str, partition: int, budget_ms: float | None
+              ) -> tuple[str, float]:
+        """The flow a request takes and its budget; ``Rejected`` when it has no route or its
+        budget is below that route's least latency."""
+        key = (model, partition)
+        if key not in self.router.fragments:
+            raise Rejected(f"the plan serves no {model} fragment from block {partition}")
+        budget = self.default_budget_ms[key] if budget_ms is None else budget_ms
+        flow = self.router.route(model, partition, budget)
+        if flow is None:
+            floor = self.router.least_latency_ms(model, partition, budget)
+            raise Rejected(f"a budget of {budget:.3f} ms is below the {floor:.3f} ms its route "
+                           "takes on idle stages")
+        return flow, budget
+
+    def submit(self, model: str, partition: int, x: np.ndarray, budget_ms: float | None,
+               loop: asyncio.AbstractEventLoop) -> asyncio.Future:
+        """Send a request (``x``: samples x the activation shape at ``partition``); its
+        future resolves to the outputs (samples x ...)."""
+        import torch
+
+        flow, budget = self.admit(model, partition, budget_ms)
+        n = int(x.shape[0])
+        deadline = now_ms() + budget
+        with self._lock:
+            first = self._next_key
+            self._next_key += n
+            future = loop.create_future()
+            self._pending[first] = _Pending(future, loop, first, [None] * n, n)
+            for k in range(first, first + n):
+                self._owner_of[k] = first
+        stage = self.routes[flow][0]
+        target = min(self._replicas[stage], key=lambda k: self._loads[k])
+        items = [Item(first + i, flow, 0, deadline) for i in range(n)]
+        add_load(self._loads, target, n)
+        self._inboxes[target].put(Work(stage, torch.from_numpy(np.array(x, copy=True)), items))
+        return future
+
+    async def infer(self, model: str, partition: int, x: np.ndarray,
+                    budget_ms: float | None = None) -> np.ndarray:
+        return await self.submit(model, partition, x, budget_ms, asyncio.get_running_loop())
+
+    # --- results ------------------------------------------------------------------------
+    def _listen(self) -> None:
+        while True:
+            msg = self._results.get()
+            if msg is None:
+                return
+            if isinstance(msg, Ready):
+                self._ready.add(msg.index)
+                if len(self._ready) == len(self._specs):
+                    self._ready_event.set()
+            elif isinstance(msg, Ran):
+                st = self.stats[msg.stage]
+                st.batches += 1
+                st.samples += msg.batch
+                st.seconds += msg.seconds
+                st.sizes[msg.batch] += 1
+                if self._on_batch is not None:
+                    self._on_batch(msg.stage, msg.batch, msg.seconds)
+            elif isinstance(msg, Done):
+                y = msg.y.numpy()
+                for row, key in enumerate(msg.keys):
+                    self._deliver(key, y[row], None)
+            elif isinstance(msg, Failed):
+                for key in msg.keys:
+                    self._deliver(key, None, RequestFailed(msg.reason))
+            elif isinstance(msg, Stopped):
+                log.debug("worker %d stopped", msg.index)
+
+    def _deliver(self, key: int, y: np.ndarray | None, error: Exception | None) -> None:
+        with self._lock:
+            first = self._owner_of.pop(key, None)
+            p = self._pending.get(first) if first is not None else None
+            if p is None:
+                return  # its request already failed
+            if error is None:
+                p.outputs[key - first] = y
+                p.left -= 1
+                if p.left:
+                    return
+            del self._pending[first]
+            for k in range(first, first + len(p.outputs)):
+                self._owner_of.pop(k, None)
+        _resolve(p, error if error is not None else np.stack(p.outputs))
+
+
+def _resolve(p: _Pending, value: Any) -> None:
+    def done() -> None:
+        if p.future.done():
+            return
+        if isinstance(value, Exception):
+            p.future.set_exception(value)
+        else:
+            p.future.set_result(value)
+    if not p.loop.is_closed():
+        p.loop.call_soon_threadsafe(done)
+
+
+def activation_shape(model: str, partition: int) -> tuple[int, ...]:
+    """The per-sample shape of the activation entering ``partition`` of ``model``."""
+    spec = get_model(model)
+    if partition == 0:
+        return tuple(spec.input_shape)
+    return tuple(spec.blocks[partition - 1].out_shape)
+
+
+def output_shape(model: str) -> tuple[int, ...]:
+    return tuple(get_model(model).blocks[-1].out_shape)
+
+
+def budget_from_timeout(timeout_us: int | None) -> float | None:
+    return None if timeout_us is None else timeout_us / 1000.0
+

@@ -1,0 +1,103 @@
+"""``graft serve``: start a plan's workers and its frontends, and serve until stopped.
+
+A plan names the flows it routes but not their budgets; served from a plan file without its
+workload, each flow's budget is taken as its route's ``latency_ms`` (what the plan
+guarantees). Weights: a torchvision-format state_dict file (single-model plans), a folder of
+``<model>.pt`` files, or seeded random weights.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+from pathlib import Path
+
+from aiohttp import web
+
+from graft.cost.base import CostModel
+from graft.errors import GraftInputError
+from graft.plan.plan import Plan
+from graft.runtime.engine import Engine
+from graft.runtime.http import make_app
+from graft.workload.flows import Flow, Workload
+
+log = logging.getLogger(__name__)
+
+
+def workload_of(plan: Plan) -> Workload:
+    """The flows a plan routes, each with its route's worst-case time as its budget."""
+    stages = plan.stage_by_id()
+    flows = []
+    for r in plan.routes:
+        first = stages.get(r.stages[0]) if r.stages else None
+        if first is None:
+            raise GraftInputError(f"plan route of flow {r.flow!r} names no known stage")
+        flows.append(Flow(r.flow, first.model, first.start, first.rate, r.latency_ms))
+    return Workload(tuple(flows))
+
+
+def resolve_weights(path: str | None, models: set[str]) -> dict[str, str | None]:
+    """model -> state_dict file: ``path`` itself for a single-model plan, or
+    ``<path>/<model>.pt`` for each model; nothing without ``path``."""
+    if path is None:
+        return {}
+    p = Path(path)
+    if p.is_dir():
+        out: dict[str, str | None] = {}
+        for m in sorted(models):
+            f = p / f"{m}.pt"
+            if not f.is_file():
+                raise GraftInputError(f"--weights folder {path} has no {m}.pt", field="weights")
+            out[m] = str(f)
+        return out
+    if not p.is_file():
+        raise GraftInputError(f"--weights {path} is neither a file nor a folder",
+                              field="weights")
+    if len(models) != 1:
+        raise GraftInputError(f"--weights names one file but the plan runs {len(models)} "
+                              f"models ({', '.join(sorted(models))}): give a folder of "
+                              "<model>.pt files", field="weights")
+    return {next(iter(models)): str(p)}
+
+
+async def _serve(engine: Engine, host: str, port: int, ready: asyncio.Event | None) -> None:
+    runner = web.AppRunner(make_app(engine), access_log=None)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, host, port)
+        await site.start()
+    except OSError as e:
+        await runner.cleanup()
+        raise GraftInputError(f"cannot listen on {host}:{port}: {e.strerror}") from None
+    log.info("HTTP on %s:%d: %s", host, port,
+             ", ".join(f"{m}.p{p}" for m, p in engine.fragments))
+    print(f"graft serving {len(engine.fragments)} models on http://{host}:{port}", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    if ready is not None:
+        ready.set()
+    try:
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+
+
+def serve(plan: Plan, workload: Workload | None, cost: CostModel, *, host: str = "127.0.0.1",
+          port: int = 8000, device: str = "cpu", weights: str | None = None,
+          seed: int = 0) -> None:
+    """Serve ``plan`` until SIGINT or SIGTERM."""
+    models = {s.model for s in plan.stages}
+    engine = Engine(plan, workload if workload is not None else workload_of(plan), cost,
+                    device=device, weights=resolve_weights(weights, models), seed=seed)
+    log.info("starting %d workers (pid %d)", len(plan.stages), os.getpid())
+    engine.start()
+    try:
+        asyncio.run(_serve(engine, host, port, None))
+    finally:
+        engine.stop()

@@ -1,0 +1,256 @@
+"""A stage worker: one process per executor of the plan (a stage replica, or one
+time-shared slice whose member stages take turns), running its block ranges on real models.
+
+It forms batches with the simulator's batching code (``graft.serving.batching.Executor``),
+driven by wall-clock time: when idle it takes up to a stage's batch of queued requests FIFO
+and runs them at once, never waiting for a batch to fill; a slice's members take turns. A
+request already past its deadline when a batch forms is answered with an error instead of
+being run (``drop_late``).
+
+Messages (``torch.multiprocessing`` queues, so tensors travel in shared memory, or by CUDA
+IPC on one GPU, and only their handles are pickled):
+
+* to a worker's inbox: ``Work(stage, x, items)``, a tensor of ``len(items)`` activations
+  entering ``stage``, or ``None`` to stop after what it holds;
+* to the frontend's results queue: ``Done(keys, y)``, final outputs, ``Failed(keys,
+  reason)``, ``Ran(stage, batch, seconds)`` for every batch, or ``Ready(index)`` /
+  ``Stopped(index)``.
+
+After a batch the worker sends each request on to the next stage of its route (one message
+per next stage, to the replica with the least outstanding work in the shared ``loads``
+array), or its output to the frontend.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import queue
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+from graft.serving.batching import Executor
+
+log = logging.getLogger(__name__)
+
+#: How long an idle worker blocks on its inbox before checking again, seconds.
+IDLE_WAIT_S = 0.05
+
+
+def now_ms() -> float:
+    """The runtime's clock: monotonic, shared by every process on the host."""
+    return time.monotonic() * 1000.0
+
+
+@dataclass(slots=True)
+class Item:
+    """One request at one stage: its key at the frontend, its flow, the index of this stage
+    in the flow's route, its deadline (``now_ms`` clock)."""
+
+    key: int
+    flow: str
+    index: int
+    deadline_ms: float
+
+
+@dataclass(slots=True)
+class _Queued:
+    """An item with its activation, in an executor queue."""
+
+    item: Item
+    x: Any
+    deadline_ms: float
+
+
+@dataclass
+class Work:
+    stage: str
+    x: Any
+    items: list[Item]
+
+
+@dataclass
+class Done:
+    keys: list[int]
+    y: Any
+
+
+@dataclass
+class Failed:
+    keys: list[int]
+    reason: str
+
+
+@dataclass
+class Ran:
+    """One batch a worker ran: its stage, size and seconds (for metrics)."""
+
+    stage: str
+    batch: int
+    seconds: float
+
+
+@dataclass
+class Ready:
+    index: int
+
+
+@dataclass
+class Stopped:
+    index: int
+
+
+@dataclass
+class StageSpec:
+    """What a worker runs for one member stage."""
+
+    id: str
+    model: str
+    start: int
+    end: int
+    batch: int
+
+
+@dataclass
+class WorkerSpec:
+    """Everything a worker process needs, picklable."""
+
+    index: int
+    stages: list[StageSpec]
+    #: member stage ids in turn order (a stage may appear twice: two turns per round)
+    members: list[str]
+    threads: int
+    device: str
+    #: model -> state_dict path (None: seeded random weights)
+    weights: dict[str, str | None]
+    seed: int
+    #: flow -> its route's stage ids
+    routes: dict[str, list[str]]
+    #: stage -> the executor indices serving it
+    replicas: dict[str, list[int]]
+    #: CPU cores to pin to (empty: no pinning)
+    cores: list[int] = field(default_factory=list)
+
+
+def add_load(loads: Any, index: int, delta: int) -> None:
+    """Change an executor's outstanding work in the shared ``loads`` array."""
+    with loads.get_lock():
+        loads[index] += delta
+
+
+def _pick(indices: list[int], loads: Any) -> int:
+    """The replica with the least outstanding work (the first on ties)."""
+    if len(indices) == 1:
+        return indices[0]
+    return min(indices, key=lambda k: loads[k])
+
+
+def run_worker(spec: WorkerSpec, inbox: Any, inboxes: list[Any], results: Any,
+               loads: Any) -> None:
+    """The worker process's main function."""
+    import signal
+
+    import torch
+
+    # Ctrl-C reaches the whole process group: the frontend stops the workers in order
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    from graft.models.chains import build_chain
+
+    if spec.cores and hasattr(os, "sched_setaffinity"):
+        with contextlib.suppress(OSError):  # cores not available here: run unpinned
+            os.sched_setaffinity(0, spec.cores)
+    torch.set_num_threads(max(1, spec.threads))
+    device = torch.device(spec.device)
+    chains = {m: build_chain(m, seed=spec.seed, state_dict_path=spec.weights.get(m)).to(device)
+              for m in sorted({s.model for s in spec.stages})}
+    stages = {s.id: s for s in spec.stages}
+    executor: Executor[_Queued] = Executor(spec.members, {s.id: s.batch for s in spec.stages})
+    _warm_up(chains, spec.stages, device)
+    results.put(Ready(spec.index))
+    stopping = False
+    with torch.inference_mode():
+        while True:
+            stopping |= _receive(inbox, executor, device, block=not executor.queued)
+            if not executor.queued:
+                if stopping:
+                    break
+                continue
+            turn = executor.next_turn(now_ms(), drop_late=True)
+            if turn.dropped:
+                add_load(loads, spec.index, -len(turn.dropped))
+                results.put(Failed([q.item.key for q in turn.dropped],
+                                   "past its deadline before its batch formed"))
+            if turn.stage is None:
+                continue
+            st = stages[turn.stage]
+            t0 = time.perf_counter()
+            x = torch.stack([q.x for q in turn.items])
+            y = chains[st.model].run(x, st.start, st.end)
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            seconds = time.perf_counter() - t0
+            add_load(loads, spec.index, -len(turn.items))
+            results.put(Ran(st.id, len(turn.items), seconds))
+            _forward(spec, turn.items, y, inboxes, results, loads)
+    results.put(Stopped(spec.index))
+
+
+def _warm_up(chains: dict[str, Any], stages: list[StageSpec], device: Any) -> None:
+    """Run every stage once at batch 1 and at its batch, so that the first requests do not
+    pay for lazy initialisation (allocator, kernels, thread pools)."""
+    import torch
+
+    from graft.models.catalog import get_model
+    from graft.models.chains import input_shape
+
+    with torch.inference_mode():
+        for st in stages:
+            spec = get_model(st.model)
+            shape = (input_shape(st.model) if st.start == 0
+                     else tuple(spec.blocks[st.start - 1].out_shape))
+            for b in sorted({1, st.batch}):
+                chains[st.model].run(torch.zeros((b, *shape), device=device), st.start, st.end)
+
+
+def _receive(inbox: Any, executor: Executor, device: Any, *, block: bool) -> bool:
+    """Move every waiting message into the executor's queues; True on a stop message."""
+    stop = False
+    try:
+        msg = inbox.get(timeout=IDLE_WAIT_S) if block else inbox.get_nowait()
+        while True:
+            if msg is None:
+                stop = True
+            else:
+                x = msg.x.to(device, non_blocking=True)
+                for row, item in enumerate(msg.items):
+                    executor.enqueue(msg.stage, _Queued(item, x[row], item.deadline_ms))
+            msg = inbox.get_nowait()
+    except queue.Empty:
+        pass
+    executor.busy = False  # the worker loop itself decides when to run
+    return stop
+
+
+def _forward(spec: WorkerSpec, queued: list[_Queued], y: Any, inboxes: list[Any],
+             results: Any, loads: Any) -> None:
+    """Send each request of a finished batch to its next stage, or its output home."""
+    onward: dict[str, list[int]] = defaultdict(list)
+    home: list[int] = []
+    for row, q in enumerate(queued):
+        route = spec.routes[q.item.flow]
+        if q.item.index + 1 < len(route):
+            onward[route[q.item.index + 1]].append(row)
+        else:
+            home.append(row)
+    for stage, rows in onward.items():
+        target = _pick(spec.replicas[stage], loads)
+        items = [Item(queued[r].item.key, queued[r].item.flow, queued[r].item.index + 1,
+                      queued[r].item.deadline_ms) for r in rows]
+        add_load(loads, target, len(items))
+        inboxes[target].put(Work(stage, y[rows].contiguous(), items))
+    if home:
+        results.put(Done([queued[r].item.key for r in home], y[home].cpu().contiguous()))

@@ -1,0 +1,184 @@
+"""The runtime end to end through the unmodified ``tritonclient`` (HTTP): outputs through any
+route equal the unsplit model's, JSON and binary tensors, admission, and bad input answered
+with a 4xx while the server keeps serving."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import urllib.error
+import urllib.request
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+th = pytest.importorskip("tritonclient.http")
+from tritonclient.utils import InferenceServerException  # noqa: E402
+
+from graft.cost.registry import make_cost_model  # noqa: E402
+from graft.models.chains import build_chain  # noqa: E402
+from graft.planner.registry import make_planner  # noqa: E402
+from graft.runtime.engine import Engine  # noqa: E402
+from graft.workload.flows import Flow, Workload  # noqa: E402
+
+pytestmark = pytest.mark.torch
+
+#: Outputs through the server equal the unsplit model's within this (float32, same weights,
+#: batches of different sizes through different kernels).
+ATOL = 1e-4
+
+W = Workload((
+    Flow("t0", "tiny", 0, 20.0, 5000.0),
+    Flow("t3", "tiny", 3, 20.0, 4000.0),
+    Flow("m5", "mobilenet_v2", 5, 5.0, 20000.0),
+    Flow("m15", "mobilenet_v2", 15, 5.0, 20000.0),
+))
+
+
+@pytest.fixture(scope="module")
+def server():
+    from aiohttp import web
+
+    from graft.runtime.http import make_app
+
+    cost = make_cost_model("analytic:v100")
+    plan = make_planner("graft").plan(W, cost)
+    engine = Engine(plan, W, cost)
+    engine.start()
+    loop = asyncio.new_event_loop()
+    started = threading.Event()
+    box = {}
+
+    def run() -> None:
+        asyncio.set_event_loop(loop)
+        runner = web.AppRunner(make_app(engine))
+        loop.run_until_complete(runner.setup())
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        loop.run_until_complete(site.start())
+        box["port"] = runner.addresses[0][1]
+        box["runner"] = runner
+        started.set()
+        loop.run_forever()
+        loop.run_until_complete(runner.cleanup())
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    assert started.wait(30)
+    yield f"127.0.0.1:{box['port']}", engine
+    loop.call_soon_threadsafe(loop.stop)
+    thread.join(10)
+    engine.stop()
+
+
+@pytest.fixture(scope="module")
+def reference():
+    chains = {m: build_chain(m) for m in ("tiny", "mobilenet_v2")}
+    rng = np.random.default_rng(0)
+    out = {}
+    with torch.no_grad():
+        for model, shape in (("tiny", (3, 32, 32)), ("mobilenet_v2", (3, 224, 224))):
+            x = torch.from_numpy(rng.standard_normal((2, *shape), dtype=np.float32))
+            out[model] = (chains[model], x, chains[model](x).numpy())
+    return out
+
+
+def _infer(client, name, arr, binary=True, **kw):
+    inp = th.InferInput("INPUT__0", list(arr.shape), "FP32")
+    inp.set_data_from_numpy(arr, binary_data=binary)
+    outputs = None if binary else [th.InferRequestedOutput("OUTPUT__0", binary_data=False)]
+    return client.infer(name, [inp], outputs=outputs, **kw).as_numpy("OUTPUT__0")
+
+
+@pytest.mark.parametrize("model, partition", [("tiny", 0), ("tiny", 3),
+                                              ("mobilenet_v2", 5), ("mobilenet_v2", 15)])
+@pytest.mark.parametrize("binary", [True, False], ids=["binary", "json"])
+def test_split_equals_whole_through_the_server(server, reference, model, partition, binary):
+    url, _ = server
+    chain, x, want = reference[model]
+    with torch.no_grad():
+        act = chain.run(x, 0, partition).numpy()
+    client = th.InferenceServerClient(url)
+    got = _infer(client, f"{model}.p{partition}", act, binary=binary)
+    assert got.shape == want.shape
+    np.testing.assert_allclose(got, want, atol=ATOL, rtol=0)
+
+
+def test_metadata_health_and_index(server):
+    url, _ = server
+    client = th.InferenceServerClient(url)
+    assert client.is_server_live() and client.is_server_ready()
+    assert client.is_model_ready("tiny.p3")
+    meta = client.get_model_metadata("tiny.p3")
+    assert meta["inputs"][0]["shape"] == [-1, 24, 8, 8]
+    assert meta["outputs"][0]["shape"] == [-1, 10]
+    assert client.get_model_config("mobilenet_v2.p5")["input"][0]["dims"] == [32, 28, 28]
+    names = {m["name"] for m in client.get_model_repository_index()}
+    assert names == {"tiny.p0", "tiny.p3", "mobilenet_v2.p5", "mobilenet_v2.p15"}
+
+
+def test_admission_rejects_a_budget_the_route_cannot_meet(server, reference):
+    url, _ = server
+    chain, x, _ = reference["tiny"]
+    client = th.InferenceServerClient(url)
+    with pytest.raises(InferenceServerException, match="rejected.*below"):
+        _infer(client, "tiny.p0", x.numpy(), timeout=1)  # 1 microsecond
+    assert _infer(client, "tiny.p0", x.numpy(), timeout=2_000_000).shape == (2, 10)
+
+
+def _post(url: str, path: str, body: bytes, headers: dict | None = None) -> tuple[int, dict]:
+    req = urllib.request.Request(f"http://{url}{path}", data=body, method="POST",
+                                 headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            return resp.status, {}
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read() or b"{}")
+
+
+def _tensor(shape, datatype="FP32", data=None, **params):
+    t = {"name": "INPUT__0", "shape": shape, "datatype": datatype}
+    if data is not None:
+        t["data"] = data
+    if params:
+        t["parameters"] = params
+    return t
+
+
+@pytest.mark.parametrize("body, headers, status, words", [
+    (b"{not json", {}, 400, "not valid JSON"),
+    (b"[]", {}, 400, "JSON object"),
+    (json.dumps({"inputs": [_tensor([1, 24, 8, 8], "INT32", [0] * 1536)]}).encode(), {}, 400,
+     "must be FP32"),
+    (json.dumps({"inputs": [_tensor([1, 2], data=[1, 2])]}).encode(), {}, 400, "shape"),
+    (json.dumps({"inputs": [_tensor([1, 24, 8, 8], data=[0.0] * 1536)],
+                 "parameters": {"timeout": -5}}).encode(), {}, 400, "timeout"),
+    (json.dumps({"inputs": [_tensor([1, 24, 8, 8], data=[0.0] * 1536)],
+                 "parameters": {"timeout": 10**15}}).encode(), {}, 400, "timeout"),
+    (json.dumps({"inputs": [_tensor([1, 24, 8, 8], binary_data_size=1536 * 4)]}).encode()
+     + b"\0" * 100, {"Inference-Header-Content-Length": "55"}, 400, "valid JSON"),
+    (json.dumps({"inputs": [_tensor([1, 24, 8, 8], binary_data_size=1536 * 4)]}).encode(),
+     {}, 400, "runs past the end"),
+    (json.dumps({"inputs": [_tensor([1, 24, 8, 8], data=[0.0] * 1536)],
+                 "outputs": [{"name": "nope"}]}).encode(), {}, 400, "unknown output"),
+    (b"x" * (65 * 2**20), {}, 413, "larger than"),
+])
+def test_bad_input_is_a_4xx_and_the_server_keeps_serving(server, reference, body, headers,
+                                                         status, words):
+    url, _ = server
+    code, payload = _post(url, "/v2/models/tiny.p3/infer", body, headers)
+    assert code == status
+    if words:
+        assert words in payload.get("error", ""), payload
+    chain, x, want = reference["tiny"]
+    with torch.no_grad():
+        act = chain.run(x, 0, 3).numpy()
+    got = _infer(th.InferenceServerClient(url), "tiny.p3", act)
+    np.testing.assert_allclose(got, want, atol=ATOL, rtol=0)
+
+
+def test_unknown_model_is_a_404(server):
+    url, _ = server
+    code, payload = _post(url, "/v2/models/resnet50.p3/infer", b"{}")
+    assert code == 404 and "tiny.p0" in payload["error"]
