@@ -261,8 +261,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
         for u in plan.unserved:
             log.warning("flow %s is not served: it needs a budget of %.3f ms", u.flow,
                         u.needed_budget_ms)
-    serve(plan, workload, cost, host=args.host, port=args.port, device=args.device,
-          weights=args.weights, seed=args.seed)
+    if not 0 <= args.grpc_port < 65536:
+        raise GraftInputError(f"--grpc-port must be in 0..65535 (0: no gRPC), got "
+                              f"{args.grpc_port}", field="grpc_port")
+    serve(plan, workload, cost, host=args.host, port=args.port,
+          grpc_port=args.grpc_port or None, device=args.device, weights=args.weights,
+          seed=args.seed)
     return 0
 
 
@@ -375,7 +379,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--weights", default=None,
                     help="a state_dict file (single-model plans) or a folder of <model>.pt")
     sp.add_argument("--host", default="127.0.0.1")
-    sp.add_argument("--port", type=int, default=8000)
+    sp.add_argument("--port", type=int, default=8000, help="HTTP port (default 8000)")
+    sp.add_argument("--grpc-port", type=int, default=8001,
+                    help="gRPC port (default 8001; 0: no gRPC)")
     sp.add_argument("--seed", type=int, default=0, help="seed of random weights")
     return p
 

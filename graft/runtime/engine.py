@@ -25,7 +25,6 @@ from typing import Any
 import numpy as np
 
 from graft.cost.base import CostModel
-from graft.models.catalog import get_model
 from graft.plan.plan import TEMPORAL, Plan
 from graft.runtime.worker import (
     Done,
@@ -282,18 +281,6 @@ def _resolve(p: _Pending, value: Any) -> None:
             p.future.set_result(value)
     if not p.loop.is_closed():
         p.loop.call_soon_threadsafe(done)
-
-
-def activation_shape(model: str, partition: int) -> tuple[int, ...]:
-    """The per-sample shape of the activation entering ``partition`` of ``model``."""
-    spec = get_model(model)
-    if partition == 0:
-        return tuple(spec.input_shape)
-    return tuple(spec.blocks[partition - 1].out_shape)
-
-
-def output_shape(model: str) -> tuple[int, ...]:
-    return tuple(get_model(model).blocks[-1].out_shape)
 
 
 def budget_from_timeout(timeout_us: int | None) -> float | None:

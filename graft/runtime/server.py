@@ -13,7 +13,9 @@ import contextlib
 import logging
 import os
 import signal
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 
@@ -21,6 +23,7 @@ from graft.cost.base import CostModel
 from graft.errors import GraftInputError
 from graft.plan.plan import Plan
 from graft.runtime.engine import Engine
+from graft.runtime.grpc import start_grpc
 from graft.runtime.http import make_app
 from graft.workload.flows import Flow, Workload
 
@@ -63,34 +66,57 @@ def resolve_weights(path: str | None, models: set[str]) -> dict[str, str | None]
     return {next(iter(models)): str(p)}
 
 
-async def _serve(engine: Engine, host: str, port: int, ready: asyncio.Event | None) -> None:
+@dataclass
+class Frontends:
+    """The running HTTP and gRPC servers of one engine, and the ports they bound."""
+
+    runner: web.AppRunner
+    grpc: Any
+    http_port: int
+    grpc_port: int | None
+
+    async def close(self) -> None:
+        if self.grpc is not None:
+            await self.grpc.stop(grace=1.0)
+        await self.runner.cleanup()
+
+
+async def start_frontends(engine: Engine, host: str, http_port: int,
+                          grpc_port: int | None) -> Frontends:
+    """Start HTTP on ``http_port`` and gRPC on ``grpc_port`` (None: no gRPC; 0: any free
+    port) on the running loop."""
     runner = web.AppRunner(make_app(engine), access_log=None)
     await runner.setup()
     try:
-        site = web.TCPSite(runner, host, port)
-        await site.start()
+        await web.TCPSite(runner, host, http_port).start()
+        bound_http = runner.addresses[0][1]
+        server, bound_grpc = (None, None) if grpc_port is None else await start_grpc(
+            engine, host, grpc_port)
     except OSError as e:
         await runner.cleanup()
-        raise GraftInputError(f"cannot listen on {host}:{port}: {e.strerror}") from None
-    log.info("HTTP on %s:%d: %s", host, port,
-             ", ".join(f"{m}.p{p}" for m, p in engine.fragments))
-    print(f"graft serving {len(engine.fragments)} models on http://{host}:{port}", flush=True)
+        raise GraftInputError(f"cannot listen on {host}: {e.strerror or e}") from None
+    return Frontends(runner, server, bound_http, bound_grpc)
+
+
+async def _serve(engine: Engine, host: str, port: int, grpc_port: int | None) -> None:
+    fronts = await start_frontends(engine, host, port, grpc_port)
+    names = ", ".join(f"{m}.p{p}" for m, p in engine.fragments)
+    print(f"graft serving {names} on http://{host}:{fronts.http_port}"
+          + (f" and grpc://{host}:{fronts.grpc_port}" if fronts.grpc_port else ""), flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
-    if ready is not None:
-        ready.set()
     try:
         await stop.wait()
     finally:
-        await runner.cleanup()
+        await fronts.close()
 
 
 def serve(plan: Plan, workload: Workload | None, cost: CostModel, *, host: str = "127.0.0.1",
-          port: int = 8000, device: str = "cpu", weights: str | None = None,
-          seed: int = 0) -> None:
+          port: int = 8000, grpc_port: int | None = 8001, device: str = "cpu",
+          weights: str | None = None, seed: int = 0) -> None:
     """Serve ``plan`` until SIGINT or SIGTERM."""
     models = {s.model for s in plan.stages}
     engine = Engine(plan, workload if workload is not None else workload_of(plan), cost,
@@ -98,6 +124,6 @@ def serve(plan: Plan, workload: Workload | None, cost: CostModel, *, host: str =
     log.info("starting %d workers (pid %d)", len(plan.stages), os.getpid())
     engine.start()
     try:
-        asyncio.run(_serve(engine, host, port, None))
+        asyncio.run(_serve(engine, host, port, grpc_port))
     finally:
         engine.stop()

@@ -1,6 +1,6 @@
-"""The runtime end to end through the unmodified ``tritonclient`` (HTTP): outputs through any
-route equal the unsplit model's, JSON and binary tensors, admission, and bad input answered
-with a 4xx while the server keeps serving."""
+"""The runtime end to end through the unmodified ``tritonclient`` (HTTP and gRPC): outputs
+through any route equal the unsplit model's, JSON and binary tensors, admission, and bad
+input answered with a 4xx while the server keeps serving."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 th = pytest.importorskip("tritonclient.http")
+tg = pytest.importorskip("tritonclient.grpc")
 from tritonclient.utils import InferenceServerException  # noqa: E402
 
 from graft.cost.registry import make_cost_model  # noqa: E402
@@ -38,10 +39,8 @@ W = Workload((
 
 
 @pytest.fixture(scope="module")
-def server():
-    from aiohttp import web
-
-    from graft.runtime.http import make_app
+def frontends():
+    from graft.runtime.server import start_frontends
 
     cost = make_cost_model("analytic:v100")
     plan = make_planner("graft").plan(W, cost)
@@ -53,23 +52,34 @@ def server():
 
     def run() -> None:
         asyncio.set_event_loop(loop)
-        runner = web.AppRunner(make_app(engine))
-        loop.run_until_complete(runner.setup())
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        loop.run_until_complete(site.start())
-        box["port"] = runner.addresses[0][1]
-        box["runner"] = runner
+        box["f"] = loop.run_until_complete(start_frontends(engine, "127.0.0.1", 0, 0))
         started.set()
         loop.run_forever()
-        loop.run_until_complete(runner.cleanup())
+        loop.run_until_complete(box["f"].close())
 
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
     assert started.wait(30)
-    yield f"127.0.0.1:{box['port']}", engine
+    yield box["f"], engine
     loop.call_soon_threadsafe(loop.stop)
     thread.join(10)
     engine.stop()
+
+
+@pytest.fixture(scope="module")
+def server(frontends):
+    """The HTTP address."""
+    f, engine = frontends
+    return f"127.0.0.1:{f.http_port}", engine
+
+
+@pytest.fixture(scope="module", params=["http", "grpc"])
+def client(request, frontends):
+    """A ``tritonclient`` of either protocol, and its module."""
+    f, _ = frontends
+    if request.param == "http":
+        return th.InferenceServerClient(f"127.0.0.1:{f.http_port}"), th
+    return tg.InferenceServerClient(f"127.0.0.1:{f.grpc_port}"), tg
 
 
 @pytest.fixture(scope="module")
@@ -84,47 +94,70 @@ def reference():
     return out
 
 
-def _infer(client, name, arr, binary=True, **kw):
-    inp = th.InferInput("INPUT__0", list(arr.shape), "FP32")
-    inp.set_data_from_numpy(arr, binary_data=binary)
-    outputs = None if binary else [th.InferRequestedOutput("OUTPUT__0", binary_data=False)]
+def _infer(client, name, arr, binary=True, lib=th, **kw):
+    inp = lib.InferInput("INPUT__0", list(arr.shape), "FP32")
+    if lib is th:
+        inp.set_data_from_numpy(arr, binary_data=binary)
+        outputs = None if binary else [th.InferRequestedOutput("OUTPUT__0", binary_data=False)]
+    else:
+        inp.set_data_from_numpy(arr)
+        outputs = None
     return client.infer(name, [inp], outputs=outputs, **kw).as_numpy("OUTPUT__0")
 
 
 @pytest.mark.parametrize("model, partition", [("tiny", 0), ("tiny", 3),
                                               ("mobilenet_v2", 5), ("mobilenet_v2", 15)])
 @pytest.mark.parametrize("binary", [True, False], ids=["binary", "json"])
-def test_split_equals_whole_through_the_server(server, reference, model, partition, binary):
-    url, _ = server
+def test_split_equals_whole_through_the_server(client, reference, model, partition, binary):
+    c, lib = client
     chain, x, want = reference[model]
     with torch.no_grad():
         act = chain.run(x, 0, partition).numpy()
-    client = th.InferenceServerClient(url)
-    got = _infer(client, f"{model}.p{partition}", act, binary=binary)
+    got = _infer(c, f"{model}.p{partition}", act, binary=binary, lib=lib)
     assert got.shape == want.shape
     np.testing.assert_allclose(got, want, atol=ATOL, rtol=0)
 
 
-def test_metadata_health_and_index(server):
-    url, _ = server
-    client = th.InferenceServerClient(url)
-    assert client.is_server_live() and client.is_server_ready()
-    assert client.is_model_ready("tiny.p3")
-    meta = client.get_model_metadata("tiny.p3")
+def test_metadata_health_and_index(client):
+    c, lib = client
+    assert c.is_server_live() and c.is_server_ready()
+    assert c.is_model_ready("tiny.p3") and not c.is_model_ready("tiny.p4")
+    if lib is th:
+        meta = c.get_model_metadata("tiny.p3")
+        cfg = c.get_model_config("mobilenet_v2.p5")
+        names = {m["name"] for m in c.get_model_repository_index()}
+    else:
+        meta = c.get_model_metadata("tiny.p3", as_json=True)
+        cfg = c.get_model_config("mobilenet_v2.p5", as_json=True)["config"]
+        names = {m["name"] for m in c.get_model_repository_index(as_json=True)["models"]}
+        meta["inputs"][0]["shape"] = [int(d) for d in meta["inputs"][0]["shape"]]
+        meta["outputs"][0]["shape"] = [int(d) for d in meta["outputs"][0]["shape"]]
+        cfg["input"][0]["dims"] = [int(d) for d in cfg["input"][0]["dims"]]
     assert meta["inputs"][0]["shape"] == [-1, 24, 8, 8]
     assert meta["outputs"][0]["shape"] == [-1, 10]
-    assert client.get_model_config("mobilenet_v2.p5")["input"][0]["dims"] == [32, 28, 28]
-    names = {m["name"] for m in client.get_model_repository_index()}
+    assert cfg["input"][0]["dims"] == [32, 28, 28]
     assert names == {"tiny.p0", "tiny.p3", "mobilenet_v2.p5", "mobilenet_v2.p15"}
 
 
-def test_admission_rejects_a_budget_the_route_cannot_meet(server, reference):
-    url, _ = server
+def test_admission_rejects_a_budget_the_route_cannot_meet(client, reference):
+    c, lib = client
     chain, x, _ = reference["tiny"]
-    client = th.InferenceServerClient(url)
     with pytest.raises(InferenceServerException, match="rejected.*below"):
-        _infer(client, "tiny.p0", x.numpy(), timeout=1)  # 1 microsecond
-    assert _infer(client, "tiny.p0", x.numpy(), timeout=2_000_000).shape == (2, 10)
+        _infer(c, "tiny.p0", x.numpy(), lib=lib, timeout=1)  # 1 microsecond
+    assert _infer(c, "tiny.p0", x.numpy(), lib=lib, timeout=2_000_000).shape == (2, 10)
+
+
+def test_grpc_errors_keep_the_server_serving(frontends, reference):
+    f, _ = frontends
+    c = tg.InferenceServerClient(f"127.0.0.1:{f.grpc_port}")
+    chain, x, want = reference["tiny"]
+    with pytest.raises(InferenceServerException, match="unknown model"):
+        _infer(c, "tiny.p4", x.numpy(), lib=tg)
+    with pytest.raises(InferenceServerException, match="shape"):
+        _infer(c, "tiny.p3", x.numpy(), lib=tg)
+    with torch.no_grad():
+        act = chain.run(x, 0, 3).numpy()
+    np.testing.assert_allclose(_infer(c, "tiny.p3", act, lib=tg), want, atol=ATOL, rtol=0)
 
 
 def _post(url: str, path: str, body: bytes, headers: dict | None = None) -> tuple[int, dict]:

@@ -1,0 +1,109 @@
+"""The plan as a model repository: one model entry per fragment it serves, the same for the
+HTTP and gRPC frontends.
+
+An entry is named ``<model>.p<k>``: the server runs blocks ``[k, L)``. Its one input
+``INPUT__0`` is FP32 of shape ``[-1, *activation entering k]``; its one output ``OUTPUT__0``
+is FP32 ``[-1, *last block's output]``; version ``1``.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import numpy as np
+
+from graft.models.catalog import get_model
+from graft.runtime.protocol import ProtocolError
+
+INPUT_NAME = "INPUT__0"
+OUTPUT_NAME = "OUTPUT__0"
+VERSION = "1"
+SERVER_NAME = "graft"
+PLATFORM = "pytorch_libtorch"
+#: Most samples one request may carry.
+MAX_SAMPLES = 256
+
+_NAME = re.compile(r"^(?P<model>[a-z0-9_]+)\.p(?P<p>\d+)$")
+
+
+class NotFound(Exception):
+    """A model entry or version this server does not have."""
+
+
+def model_name(model: str, partition: int) -> str:
+    return f"{model}.p{partition}"
+
+
+def activation_shape(model: str, partition: int) -> tuple[int, ...]:
+    """The per-sample shape of the activation entering ``partition`` of ``model``."""
+    spec = get_model(model)
+    if partition == 0:
+        return tuple(spec.input_shape)
+    return tuple(spec.blocks[partition - 1].out_shape)
+
+
+def output_shape(model: str) -> tuple[int, ...]:
+    return tuple(get_model(model).blocks[-1].out_shape)
+
+
+def fragment(name: str, version: str | None, served: list[tuple[str, int]]) -> tuple[str, int]:
+    """(model, partition) of entry ``name``; ``NotFound`` unless ``served`` has it."""
+    m = _NAME.match(name)
+    key = (m["model"], int(m["p"])) if m else None
+    if key is None or key not in served:
+        raise NotFound(f"unknown model {name!r}: this server has "
+                       f"{', '.join(model_name(*k) for k in served) or 'none'}")
+    if version not in (None, "", VERSION):
+        raise NotFound(f"model {name!r} has only version {VERSION}, not {version!r}")
+    return key
+
+
+def metadata(model: str, partition: int) -> dict[str, Any]:
+    return {
+        "name": model_name(model, partition),
+        "versions": [VERSION],
+        "platform": PLATFORM,
+        "inputs": [{"name": INPUT_NAME, "datatype": "FP32",
+                    "shape": [-1, *activation_shape(model, partition)]}],
+        "outputs": [{"name": OUTPUT_NAME, "datatype": "FP32",
+                     "shape": [-1, *output_shape(model)]}],
+    }
+
+
+def config(model: str, partition: int) -> dict[str, Any]:
+    return {
+        "name": model_name(model, partition),
+        "platform": PLATFORM,
+        "max_batch_size": MAX_SAMPLES,
+        "input": [{"name": INPUT_NAME, "data_type": "TYPE_FP32",
+                   "dims": list(activation_shape(model, partition))}],
+        "output": [{"name": OUTPUT_NAME, "data_type": "TYPE_FP32",
+                    "dims": list(output_shape(model))}],
+    }
+
+
+def check_input(inputs: dict[str, np.ndarray], model: str, partition: int) -> np.ndarray:
+    """The request's one input, checked against the entry's activation shape."""
+    name = model_name(model, partition)
+    if set(inputs) != {INPUT_NAME}:
+        raise ProtocolError(f"{name} takes one input, {INPUT_NAME}; got {sorted(inputs)}")
+    x = inputs[INPUT_NAME]
+    want = activation_shape(model, partition)
+    if x.dtype != np.float32:
+        raise ProtocolError(f"{INPUT_NAME} must be FP32, got {x.dtype}")
+    if x.ndim != len(want) + 1 or tuple(x.shape[1:]) != want:
+        raise ProtocolError(f"{INPUT_NAME} of {name} must have shape "
+                            f"[n, {', '.join(map(str, want))}], got {list(x.shape)}")
+    if not 1 <= x.shape[0] <= MAX_SAMPLES:
+        raise ProtocolError(f"{INPUT_NAME} must hold 1 to {MAX_SAMPLES} samples, got "
+                            f"{x.shape[0]}")
+    if not np.all(np.isfinite(x)):
+        raise ProtocolError(f"{INPUT_NAME} holds NaN or infinite values")
+    return x
+
+
+def check_outputs(requested: list[str] | None) -> None:
+    unknown = [n for n in requested or () if n != OUTPUT_NAME]
+    if unknown:
+        raise ProtocolError(f"unknown output {unknown[0]!r}: the output is {OUTPUT_NAME}")
