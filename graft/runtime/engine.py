@@ -48,6 +48,14 @@ log = logging.getLogger(__name__)
 
 #: Seconds to wait for every worker to load its models and report ready.
 START_TIMEOUT_S = 180.0
+#: An executor holds at most this many of its largest batches queued; beyond it requests are
+#: refused at once (503), as Triton's queue policy does, so that memory stays bounded and no
+#: request waits past any deadline in a queue that cannot drain in time.
+QUEUE_BATCHES = 16
+#: A request with no answer this long after its deadline fails (it never hangs).
+ANSWER_GRACE_S = 5.0
+#: How often the watchdog checks that the workers are alive, seconds.
+WATCH_PERIOD_S = 0.5
 
 
 class Rejected(Exception):
@@ -67,6 +75,7 @@ class _Pending:
     first_key: int
     outputs: list[Any]
     left: int
+    flow: str
 
 
 @dataclass
@@ -132,6 +141,12 @@ class Engine:
         self._stopped = threading.Event()
         self._procs: list[Any] = []
         self._listener: threading.Thread | None = None
+        self._watchdog: threading.Thread | None = None
+        #: per executor, the most items it may hold
+        self._queue_cap = [QUEUE_BATCHES * max(s.batch for s in spec.stages)
+                           for spec in self._specs]
+        #: worker restarts so far
+        self.restarts = 0
         #: per fragment (model, partition), the tightest routed flow's budget (the default)
         self.default_budget_ms = {key: float(fr.budgets[0])
                                   for key, fr in self.router.fragments.items()}
@@ -145,17 +160,12 @@ class Engine:
     def start(self, timeout_s: float = START_TIMEOUT_S) -> None:
         import torch.multiprocessing as mp
 
-        ctx = mp.get_context("spawn")
+        self._ctx = mp.get_context("spawn")
         n = len(self._specs)
-        self._inboxes = [ctx.Queue() for _ in range(n)]
-        self._results = ctx.Queue()
-        self._loads = ctx.Array("i", n, lock=True)
-        for spec in self._specs:
-            p = ctx.Process(target=run_worker, name=f"graft-worker-{spec.index}",
-                            args=(spec, self._inboxes[spec.index], self._inboxes,
-                                  self._results, self._loads), daemon=True)
-            p.start()
-            self._procs.append(p)
+        self._inboxes = [self._ctx.Queue() for _ in range(n)]
+        self._results = self._ctx.Queue()
+        self._loads = self._ctx.Array("i", n, lock=True)
+        self._procs = [self._spawn(spec) for spec in self._specs]
         self._listener = threading.Thread(target=self._listen, name="graft-results",
                                           daemon=True)
         self._listener.start()
@@ -163,17 +173,52 @@ class Engine:
             self.stop()
             raise RuntimeError(f"workers did not start within {timeout_s:g} s "
                                f"({len(self._ready)} of {n} ready)")
+        self._watchdog = threading.Thread(target=self._watch, name="graft-watchdog",
+                                          daemon=True)
+        self._watchdog.start()
         log.info("serving plan %s with %d workers", self.plan.planner, n)
+
+    def _spawn(self, spec: WorkerSpec) -> Any:
+        p = self._ctx.Process(target=run_worker, name=f"graft-worker-{spec.index}",
+                              args=(spec, self._inboxes[spec.index], self._inboxes,
+                                    self._results, self._loads), daemon=True)
+        p.start()
+        return p
+
+    def _watch(self) -> None:
+        """Restart a worker that died; fail the requests whose route passes its stages
+        (what it held is lost; later work waits in its inbox for the new process)."""
+        while not self._stopped.wait(WATCH_PERIOD_S):
+            for i, p in enumerate(self._procs):
+                if p.is_alive() or self._stopped.is_set():
+                    continue
+                spec = self._specs[i]
+                log.error("worker %d (%s) died with exit code %s; restarting it", i,
+                          ", ".join(spec.members), p.exitcode)
+                self.restarts += 1
+                lost = set(spec.members)
+                with self._lock:
+                    hit = [first for first, q in self._pending.items()
+                           if lost & set(self.routes[q.flow])]
+                    failed = [self._pending.pop(first) for first in hit]
+                    for q in failed:
+                        for k in range(q.first_key, q.first_key + len(q.outputs)):
+                            self._owner_of.pop(k, None)
+                with self._loads.get_lock():
+                    self._loads[i] = 0
+                for q in failed:
+                    _resolve(q, RequestFailed(f"worker {i} serving its route died"))
+                self._procs[i] = self._spawn(spec)
 
     def stop(self, timeout_s: float = 30.0) -> None:
         """Stop the workers after what they hold; fail whatever is still pending."""
+        self._stopped.set()
         for q in getattr(self, "_inboxes", []):
             q.put(None)
         for p in self._procs:
             p.join(timeout_s)
             if p.is_alive():
                 p.terminate()
-        self._stopped.set()
         if self._listener is not None:
             self._results.put(None)
             self._listener.join(5.0)
@@ -208,15 +253,19 @@ class Engine:
         flow, budget = self.admit(model, partition, budget_ms)
         n = int(x.shape[0])
         deadline = now_ms() + budget
+        stage = self.routes[flow][0]
+        target = min(self._replicas[stage], key=lambda k: self._loads[k])
+        if self._loads[target] + n > self._queue_cap[target]:
+            raise Rejected(f"overloaded: {self._loads[target]} requests already wait for "
+                           f"stage {stage}")
         with self._lock:
             first = self._next_key
             self._next_key += n
             future = loop.create_future()
-            self._pending[first] = _Pending(future, loop, first, [None] * n, n)
+            future.graft_key = first  # type: ignore[attr-defined]
+            self._pending[first] = _Pending(future, loop, first, [None] * n, n, flow)
             for k in range(first, first + n):
                 self._owner_of[k] = first
-        stage = self.routes[flow][0]
-        target = min(self._replicas[stage], key=lambda k: self._loads[k])
         items = [Item(first + i, flow, 0, deadline) for i in range(n)]
         add_load(self._loads, target, n)
         self._inboxes[target].put(Work(stage, torch.from_numpy(np.array(x, copy=True)), items))
@@ -224,12 +273,38 @@ class Engine:
 
     async def infer(self, model: str, partition: int, x: np.ndarray,
                     budget_ms: float | None = None) -> np.ndarray:
-        return await self.submit(model, partition, x, budget_ms, asyncio.get_running_loop())
+        """Run one request; ``Rejected`` or ``RequestFailed`` when it cannot be answered."""
+        future = self.submit(model, partition, x, budget_ms, asyncio.get_running_loop())
+        budget = self.default_budget_ms[(model, partition)] if budget_ms is None else budget_ms
+        try:
+            return await asyncio.wait_for(asyncio.shield(future),
+                                          budget / 1000.0 + ANSWER_GRACE_S)
+        except TimeoutError:
+            self._forget(future.graft_key)  # type: ignore[attr-defined]
+            raise RequestFailed(f"no answer {ANSWER_GRACE_S:g} s past its deadline") from None
+
+    def _forget(self, first: int) -> None:
+        with self._lock:
+            p = self._pending.pop(first, None)
+            if p is not None:
+                for k in range(first, first + len(p.outputs)):
+                    self._owner_of.pop(k, None)
+
+    @property
+    def in_flight(self) -> int:
+        """Requests admitted and not yet answered."""
+        return len(self._pending)
 
     # --- results ------------------------------------------------------------------------
     def _listen(self) -> None:
         while True:
-            msg = self._results.get()
+            try:
+                msg = self._results.get()
+            except (EOFError, OSError, RuntimeError) as e:
+                # a message from a worker that died while sending it: what it held is failed
+                # by the watchdog
+                log.warning("lost a message from a worker: %s", e)
+                continue
             if msg is None:
                 return
             if isinstance(msg, Ready):

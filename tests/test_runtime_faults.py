@@ -1,0 +1,92 @@
+"""The runtime under overload and faults: bounded queues answer early with a rejection, a
+killed worker's requests get an error and none hang, and service resumes."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from graft.cost.registry import make_cost_model  # noqa: E402
+from graft.planner.registry import make_planner  # noqa: E402
+from graft.runtime.engine import Engine, Rejected, RequestFailed  # noqa: E402
+from graft.workload.flows import Flow, Workload  # noqa: E402
+
+pytestmark = pytest.mark.torch
+
+W = Workload((Flow("t0", "tiny", 0, 50.0, 3000.0), Flow("t3", "tiny", 3, 50.0, 3000.0)))
+
+
+@pytest.fixture(scope="module")
+def engine():
+    cost = make_cost_model("profile:tiny-cpu")
+    e = Engine(make_planner("gslice").plan(W, cost), W, cost)
+    e.start()
+    yield e
+    e.stop()
+
+
+def _x(n: int = 1) -> np.ndarray:
+    return np.random.default_rng(0).standard_normal((n, 3, 32, 32), dtype=np.float32)
+
+
+async def _burst(engine: Engine, n: int) -> tuple[int, int, int, int]:
+    """Submit ``n`` requests at once: (answered, rejected at once, failed, most in flight)."""
+    loop = asyncio.get_running_loop()
+    futures, rejected, most = [], 0, 0
+    for _ in range(n):
+        try:
+            futures.append(engine.submit("tiny", 0, _x(), None, loop))
+        except Rejected:
+            rejected += 1
+        most = max(most, engine.in_flight)
+    results = await asyncio.wait_for(asyncio.gather(*futures, return_exceptions=True), 60)
+    failed = sum(isinstance(r, RequestFailed) for r in results)
+    assert all(isinstance(r, np.ndarray | RequestFailed) for r in results)
+    return len(results) - failed, rejected, failed, most
+
+
+def test_overload_is_refused_early_and_memory_stays_bounded(engine):
+    answered, rejected, failed, most = asyncio.run(_burst(engine, 3000))
+    assert rejected > 0 and answered > 0
+    # requests in flight at once never exceed the queues' bound
+    assert most <= sum(engine._queue_cap)
+    assert engine.in_flight == 0
+    # and the server keeps serving
+    assert asyncio.run(engine.infer("tiny", 0, _x(2))).shape == (2, 10)
+
+
+def test_a_killed_worker_fails_its_requests_and_is_restarted(engine):
+    async def scenario() -> tuple[int, int]:
+        loop = asyncio.get_running_loop()
+        futures = [engine.submit("tiny", 3, np.zeros((1, 24, 8, 8), np.float32), None, loop)
+                   for _ in range(12)]
+        victim = next(p for p in engine._procs if p.is_alive())
+        os.kill(victim.pid, signal.SIGKILL)
+        t0 = time.monotonic()
+        results = await asyncio.wait_for(asyncio.gather(*futures, return_exceptions=True), 30)
+        assert time.monotonic() - t0 < 30  # none hangs
+        ok = sum(isinstance(r, np.ndarray) for r in results)
+        return ok, len(results) - ok
+
+    ok, errors = asyncio.run(scenario())
+    assert ok + errors == 12
+    deadline = time.monotonic() + 60
+    while engine.restarts == 0 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert engine.restarts >= 1
+    # service resumes once the new worker is up
+    while time.monotonic() < deadline:
+        try:
+            out = asyncio.run(engine.infer("tiny", 3, np.zeros((1, 24, 8, 8), np.float32)))
+            break
+        except RequestFailed:
+            time.sleep(0.5)
+    assert out.shape == (1, 10)
+    assert engine.in_flight == 0
