@@ -215,3 +215,13 @@ def test_unknown_model_is_a_404(server):
     url, _ = server
     code, payload = _post(url, "/v2/models/resnet50.p3/infer", b"{}")
     assert code == 404 and "tiny.p0" in payload["error"]
+
+
+def test_prometheus_metrics_count_batches_answers_and_refusals(server):
+    url, _ = server
+    with urllib.request.urlopen(f"http://{url}/metrics", timeout=10) as resp:
+        text = resp.read().decode()
+    assert 'graft_batch_size_count{stage="tiny/' in text
+    assert 'graft_requests_total{model="tiny.p3",slo="met"}' in text
+    assert 'graft_rejections_total{model="tiny.p0",reason="budget"}' in text
+    assert "graft_queue_length" in text and "graft_plan_info" in text

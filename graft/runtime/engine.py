@@ -26,6 +26,7 @@ import numpy as np
 
 from graft.cost.base import CostModel
 from graft.plan.plan import TEMPORAL, Plan
+from graft.runtime.metrics import ServerMetrics
 from graft.runtime.worker import (
     Done,
     Failed,
@@ -59,11 +60,20 @@ WATCH_PERIOD_S = 0.5
 
 
 class Rejected(Exception):
-    """A request the server will not run: no route, or a budget it cannot meet."""
+    """A request the server will not run: no route, a budget it cannot meet, or overload.
+    ``reason`` is a short label for metrics."""
+
+    def __init__(self, message: str, reason: str = "rejected") -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 class RequestFailed(Exception):
     """A request that was admitted but could not be answered (late, or a worker failed)."""
+
+    def __init__(self, message: str, reason: str = "failed") -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 @dataclass
@@ -128,6 +138,9 @@ class Engine:
         self.router = Router(plan, workload, cost)
         self.routes = {r.flow: list(r.stages) for r in plan.routes}
         self.stats: dict[str, StageStats] = defaultdict(StageStats)
+        self.metrics = ServerMetrics()
+        self.metrics.plan.labels(plan.planner, plan.cost_model, str(plan.gpus)).set(
+            plan.total_share)
         self._on_batch = on_batch
         self._specs = worker_specs(plan, device=device, weights=weights or {}, seed=seed)
         self._pending: dict[int, _Pending] = {}
@@ -207,7 +220,7 @@ class Engine:
                 with self._loads.get_lock():
                     self._loads[i] = 0
                 for q in failed:
-                    _resolve(q, RequestFailed(f"worker {i} serving its route died"))
+                    _resolve(q, RequestFailed(f"worker {i} serving its route died", "worker"))
                 self._procs[i] = self._spawn(spec)
 
     def stop(self, timeout_s: float = 30.0) -> None:
@@ -226,7 +239,7 @@ class Engine:
             pending, self._pending = self._pending, {}
             self._owner_of.clear()
         for p in pending.values():
-            _resolve(p, RequestFailed("the server stopped before answering"))
+            _resolve(p, RequestFailed("the server stopped before answering", "stopped"))
 
     # --- requests -----------------------------------------------------------------------
     def admit(self, model: str, partition: int, budget_ms: float | None
@@ -235,13 +248,14 @@ class Engine:
         budget is below that route's least latency."""
         key = (model, partition)
         if key not in self.router.fragments:
-            raise Rejected(f"the plan serves no {model} fragment from block {partition}")
+            raise Rejected(f"the plan serves no {model} fragment from block {partition}",
+                           "no_route")
         budget = self.default_budget_ms[key] if budget_ms is None else budget_ms
         flow = self.router.route(model, partition, budget)
         if flow is None:
             floor = self.router.least_latency_ms(model, partition, budget)
             raise Rejected(f"a budget of {budget:.3f} ms is below the {floor:.3f} ms its route "
-                           "takes on idle stages")
+                           "takes on idle stages", "budget")
         return flow, budget
 
     def submit(self, model: str, partition: int, x: np.ndarray, budget_ms: float | None,
@@ -257,7 +271,7 @@ class Engine:
         target = min(self._replicas[stage], key=lambda k: self._loads[k])
         if self._loads[target] + n > self._queue_cap[target]:
             raise Rejected(f"overloaded: {self._loads[target]} requests already wait for "
-                           f"stage {stage}")
+                           f"stage {stage}", "overloaded")
         with self._lock:
             first = self._next_key
             self._next_key += n
@@ -273,15 +287,27 @@ class Engine:
 
     async def infer(self, model: str, partition: int, x: np.ndarray,
                     budget_ms: float | None = None) -> np.ndarray:
-        """Run one request; ``Rejected`` or ``RequestFailed`` when it cannot be answered."""
-        future = self.submit(model, partition, x, budget_ms, asyncio.get_running_loop())
-        budget = self.default_budget_ms[(model, partition)] if budget_ms is None else budget_ms
+        """Run one request; ``Rejected`` or ``RequestFailed`` when it cannot be answered.
+        Every outcome is counted in ``metrics``."""
+        name = f"{model}.p{partition}"
+        t0 = now_ms()
         try:
-            return await asyncio.wait_for(asyncio.shield(future),
-                                          budget / 1000.0 + ANSWER_GRACE_S)
-        except TimeoutError:
-            self._forget(future.graft_key)  # type: ignore[attr-defined]
-            raise RequestFailed(f"no answer {ANSWER_GRACE_S:g} s past its deadline") from None
+            future = self.submit(model, partition, x, budget_ms, asyncio.get_running_loop())
+            budget = (self.default_budget_ms[(model, partition)] if budget_ms is None
+                      else budget_ms)
+            try:
+                y = await asyncio.wait_for(asyncio.shield(future),
+                                           budget / 1000.0 + ANSWER_GRACE_S)
+            except TimeoutError:
+                self._forget(future.graft_key)  # type: ignore[attr-defined]
+                raise RequestFailed(f"no answer {ANSWER_GRACE_S:g} s past its deadline",
+                                    "timeout") from None
+        except (Rejected, RequestFailed) as e:
+            self.metrics.refuse(name, e.reason)
+            raise
+        elapsed = now_ms() - t0
+        self.metrics.answer(name, elapsed / 1000.0, elapsed <= budget)
+        return y
 
     def _forget(self, first: int) -> None:
         with self._lock:
@@ -289,6 +315,13 @@ class Engine:
             if p is not None:
                 for k in range(first, first + len(p.outputs)):
                     self._owner_of.pop(k, None)
+
+    def render_metrics(self) -> bytes:
+        """The Prometheus exposition of this server's metrics (queue lengths read now)."""
+        for i in range(len(self._specs)):
+            self.metrics.queue.labels(str(i)).set(self._loads[i] if hasattr(self, "_loads")
+                                                  else 0)
+        return self.metrics.render()
 
     @property
     def in_flight(self) -> int:
@@ -317,6 +350,7 @@ class Engine:
                 st.samples += msg.batch
                 st.seconds += msg.seconds
                 st.sizes[msg.batch] += 1
+                self.metrics.ran(msg.stage, msg.batch, msg.seconds)
                 if self._on_batch is not None:
                     self._on_batch(msg.stage, msg.batch, msg.seconds)
             elif isinstance(msg, Done):
@@ -325,7 +359,7 @@ class Engine:
                     self._deliver(key, y[row], None)
             elif isinstance(msg, Failed):
                 for key in msg.keys:
-                    self._deliver(key, None, RequestFailed(msg.reason))
+                    self._deliver(key, None, RequestFailed(msg.reason, "late"))
             elif isinstance(msg, Stopped):
                 log.debug("worker %d stopped", msg.index)
 

@@ -3,7 +3,7 @@
 The model entries are the plan's fragments (``graft.runtime.repository``). Endpoints:
 ``/v2/health/live``, ``/v2/health/ready``, ``/v2`` (server metadata),
 ``/v2/models/{name}[/versions/{v}]`` (metadata), ``.../ready``, ``.../config``,
-``.../infer``, and ``POST /v2/repository/index``.
+``.../infer``, ``POST /v2/repository/index``, and ``/metrics`` (Prometheus).
 Errors are 4xx/5xx with ``{"error": "..."}``; a request the plan cannot meet is refused at
 once with 503.
 """
@@ -17,6 +17,7 @@ from typing import Any
 from aiohttp import web
 
 from graft.runtime.engine import Engine, Rejected, RequestFailed, budget_from_timeout
+from graft.runtime.metrics import CONTENT_TYPE
 from graft.runtime.protocol import (
     HEADER_LENGTH,
     ProtocolError,
@@ -140,6 +141,12 @@ async def infer(request: web.Request) -> web.Response:
                         headers={HEADER_LENGTH: str(length)})
 
 
+@_route
+async def prometheus(request: web.Request) -> web.Response:
+    return web.Response(body=request.app[ENGINE].render_metrics(),
+                        headers={"Content-Type": CONTENT_TYPE})
+
+
 def make_app(engine: Engine) -> web.Application:
     app = web.Application(client_max_size=MAX_BODY_BYTES)
     app[ENGINE] = engine
@@ -148,6 +155,7 @@ def make_app(engine: Engine) -> web.Application:
     r.add_get("/v2/health/ready", ready)
     r.add_get("/v2", server_metadata)
     r.add_post("/v2/repository/index", repository_index)
+    r.add_get("/metrics", prometheus)
     for prefix in ("/v2/models/{name}", "/v2/models/{name}/versions/{version}"):
         r.add_get(prefix, model_metadata)
         r.add_get(prefix + "/ready", model_ready)
