@@ -264,9 +264,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if not 0 <= args.grpc_port < 65536:
         raise GraftInputError(f"--grpc-port must be in 0..65535 (0: no gRPC), got "
                               f"{args.grpc_port}", field="grpc_port")
+    import os
+
+    from graft.runtime.http import TOKEN_ENV
+
+    token = args.admin_token or os.environ.get(TOKEN_ENV) or None
     serve(plan, workload, cost, host=args.host, port=args.port,
           grpc_port=args.grpc_port or None, device=args.device, weights=args.weights,
-          seed=args.seed)
+          seed=args.seed, admin_token=token)
     return 0
 
 
@@ -383,6 +388,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--grpc-port", type=int, default=8001,
                     help="gRPC port (default 8001; 0: no gRPC)")
     sp.add_argument("--seed", type=int, default=0, help="seed of random weights")
+    sp.add_argument("--admin-token", default=None,
+                    help="token the admin endpoints require (default: $GRAFT_ADMIN_TOKEN; "
+                         "without one they are off)")
     return p
 
 

@@ -56,7 +56,7 @@ def test_overload_is_refused_early_and_memory_stays_bounded(engine):
     answered, rejected, failed, most = asyncio.run(_burst(engine, 3000))
     assert rejected > 0 and answered > 0
     # requests in flight at once never exceed the queues' bound
-    assert most <= sum(engine._queue_cap)
+    assert most <= sum(engine.pool.queue_cap)
     assert engine.in_flight == 0
     # and the server keeps serving
     assert asyncio.run(engine.infer("tiny", 0, _x(2))).shape == (2, 10)
@@ -67,7 +67,7 @@ def test_a_killed_worker_fails_its_requests_and_is_restarted(engine):
         loop = asyncio.get_running_loop()
         futures = [engine.submit("tiny", 3, np.zeros((1, 24, 8, 8), np.float32), None, loop)
                    for _ in range(12)]
-        victim = next(p for p in engine._procs if p.is_alive())
+        victim = next(p for p in engine.pool.procs if p.is_alive())
         os.kill(victim.pid, signal.SIGKILL)
         t0 = time.monotonic()
         results = await asyncio.wait_for(asyncio.gather(*futures, return_exceptions=True), 30)

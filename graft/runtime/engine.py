@@ -86,6 +86,7 @@ class _Pending:
     outputs: list[Any]
     left: int
     flow: str
+    pool: Pool
 
 
 @dataclass
@@ -125,76 +126,62 @@ def worker_specs(plan: Plan, *, device: str, weights: dict[str, str | None], see
     return specs
 
 
-class Engine:
-    """A plan served by worker processes (see the module docstring)."""
+class Pool:
+    """The worker processes of one plan: their queues, the shared ``loads`` array, a
+    listener thread for their results and a watchdog that restarts a worker that dies."""
 
-    def __init__(self, plan: Plan, workload: Workload, cost: CostModel, *,
-                 device: str = "cpu", weights: dict[str, str | None] | None = None,
-                 seed: int = 0, on_batch: Callable[[str, int, float], None] | None = None):
+    def __init__(self, engine: Engine, plan: Plan, workload: Workload, *, name: str):
+        self.engine = engine
         self.plan = plan
         self.workload = workload
-        self.cost = cost
-        self.device = device
-        self.router = Router(plan, workload, cost)
+        self.name = name
+        self.router = Router(plan, workload, engine.cost)
         self.routes = {r.flow: list(r.stages) for r in plan.routes}
-        self.stats: dict[str, StageStats] = defaultdict(StageStats)
-        self.metrics = ServerMetrics()
-        self.metrics.plan.labels(plan.planner, plan.cost_model, str(plan.gpus)).set(
-            plan.total_share)
-        self._on_batch = on_batch
-        self._specs = worker_specs(plan, device=device, weights=weights or {}, seed=seed)
-        self._pending: dict[int, _Pending] = {}
-        #: every in-flight sample's key -> the first key of its request
-        self._owner_of: dict[int, int] = {}
-        self._replicas = {s: list(v) for s, v in build_executors(plan)[1].items()}
-        self._lock = threading.Lock()
-        self._next_key = 0
-        self._ready: set[int] = set()
-        self._ready_event = threading.Event()
-        self._stopped = threading.Event()
-        self._procs: list[Any] = []
-        self._listener: threading.Thread | None = None
-        self._watchdog: threading.Thread | None = None
+        self.specs = worker_specs(plan, device=engine.device, weights=engine.weights,
+                                  seed=engine.seed)
+        self.replicas = {s: list(v) for s, v in build_executors(plan)[1].items()}
         #: per executor, the most items it may hold
-        self._queue_cap = [QUEUE_BATCHES * max(s.batch for s in spec.stages)
-                           for spec in self._specs]
-        #: worker restarts so far
-        self.restarts = 0
+        self.queue_cap = [QUEUE_BATCHES * max(s.batch for s in spec.stages)
+                          for spec in self.specs]
         #: per fragment (model, partition), the tightest routed flow's budget (the default)
         self.default_budget_ms = {key: float(fr.budgets[0])
                                   for key, fr in self.router.fragments.items()}
+        self.restarts = 0
+        self._ready: set[int] = set()
+        self._ready_event = threading.Event()
+        self._stopped = threading.Event()
+        self.procs: list[Any] = []
 
     @property
     def fragments(self) -> list[tuple[str, int]]:
-        """The (model, partition) points this plan serves, sorted."""
         return sorted(self.router.fragments)
 
-    # --- life cycle ---------------------------------------------------------------------
-    def start(self, timeout_s: float = START_TIMEOUT_S) -> None:
+    def start(self, timeout_s: float) -> None:
         import torch.multiprocessing as mp
 
         self._ctx = mp.get_context("spawn")
-        n = len(self._specs)
-        self._inboxes = [self._ctx.Queue() for _ in range(n)]
-        self._results = self._ctx.Queue()
-        self._loads = self._ctx.Array("i", n, lock=True)
-        self._procs = [self._spawn(spec) for spec in self._specs]
-        self._listener = threading.Thread(target=self._listen, name="graft-results",
+        n = len(self.specs)
+        self.inboxes = [self._ctx.Queue() for _ in range(n)]
+        self.results = self._ctx.Queue()
+        self.loads = self._ctx.Array("i", n, lock=True)
+        self.procs = [self._spawn(spec) for spec in self.specs]
+        self._listener = threading.Thread(target=self._listen, name=f"{self.name}-results",
                                           daemon=True)
         self._listener.start()
         if not self._ready_event.wait(timeout_s):
             self.stop()
             raise RuntimeError(f"workers did not start within {timeout_s:g} s "
                                f"({len(self._ready)} of {n} ready)")
-        self._watchdog = threading.Thread(target=self._watch, name="graft-watchdog",
+        self._watchdog = threading.Thread(target=self._watch, name=f"{self.name}-watchdog",
                                           daemon=True)
         self._watchdog.start()
-        log.info("serving plan %s with %d workers", self.plan.planner, n)
+        log.info("%s: plan %s (%s) on %d workers", self.name, self.plan.planner,
+                 self.plan.cost_model, n)
 
     def _spawn(self, spec: WorkerSpec) -> Any:
-        p = self._ctx.Process(target=run_worker, name=f"graft-worker-{spec.index}",
-                              args=(spec, self._inboxes[spec.index], self._inboxes,
-                                    self._results, self._loads), daemon=True)
+        p = self._ctx.Process(target=run_worker, name=f"graft-{self.name}-{spec.index}",
+                              args=(spec, self.inboxes[spec.index], self.inboxes,
+                                    self.results, self.loads), daemon=True)
         p.start()
         return p
 
@@ -202,39 +189,182 @@ class Engine:
         """Restart a worker that died; fail the requests whose route passes its stages
         (what it held is lost; later work waits in its inbox for the new process)."""
         while not self._stopped.wait(WATCH_PERIOD_S):
-            for i, p in enumerate(self._procs):
+            for i, p in enumerate(self.procs):
                 if p.is_alive() or self._stopped.is_set():
                     continue
-                spec = self._specs[i]
-                log.error("worker %d (%s) died with exit code %s; restarting it", i,
-                          ", ".join(spec.members), p.exitcode)
+                spec = self.specs[i]
+                log.error("%s: worker %d (%s) died with exit code %s; restarting it",
+                          self.name, i, ", ".join(spec.members), p.exitcode)
                 self.restarts += 1
-                lost = set(spec.members)
-                with self._lock:
-                    hit = [first for first, q in self._pending.items()
-                           if lost & set(self.routes[q.flow])]
-                    failed = [self._pending.pop(first) for first in hit]
-                    for q in failed:
-                        for k in range(q.first_key, q.first_key + len(q.outputs)):
-                            self._owner_of.pop(k, None)
-                with self._loads.get_lock():
-                    self._loads[i] = 0
-                for q in failed:
-                    _resolve(q, RequestFailed(f"worker {i} serving its route died", "worker"))
-                self._procs[i] = self._spawn(spec)
+                with self.loads.get_lock():
+                    self.loads[i] = 0
+                self.engine._fail_routes(self, set(spec.members),
+                                         RequestFailed(f"worker {i} serving its route died",
+                                                       "worker"))
+                self.procs[i] = self._spawn(spec)
+
+    def _listen(self) -> None:
+        engine = self.engine
+        while True:
+            try:
+                msg = self.results.get()
+            except (EOFError, OSError, RuntimeError) as e:
+                # a message from a worker that died while sending it: what it held is failed
+                # by the watchdog
+                log.warning("%s: lost a message from a worker: %s", self.name, e)
+                continue
+            if msg is None:
+                return
+            if isinstance(msg, Ready):
+                self._ready.add(msg.index)
+                if len(self._ready) == len(self.specs):
+                    self._ready_event.set()
+            elif isinstance(msg, Ran):
+                engine._ran(msg.stage, msg.batch, msg.seconds)
+            elif isinstance(msg, Done):
+                y = msg.y.numpy()
+                for row, key in enumerate(msg.keys):
+                    engine._deliver(key, y[row], None)
+            elif isinstance(msg, Failed):
+                for key in msg.keys:
+                    engine._deliver(key, None, RequestFailed(msg.reason, "late"))
+            elif isinstance(msg, Stopped):
+                log.debug("%s: worker %d stopped", self.name, msg.index)
+
+    def send(self, flow: str, items: list[Item], x: Any) -> None:
+        """Hand ``items`` (their activations ``x``) to the least-loaded replica of the
+        flow's first stage; ``Rejected`` when its queue is full."""
+        stage = self.routes[flow][0]
+        target = min(self.replicas[stage], key=lambda k: self.loads[k])
+        if self.loads[target] + len(items) > self.queue_cap[target]:
+            raise Rejected(f"overloaded: {self.loads[target]} requests already wait for "
+                           f"stage {stage}", "overloaded")
+        add_load(self.loads, target, len(items))
+        self.inboxes[target].put(Work(stage, x, items))
 
     def stop(self, timeout_s: float = 30.0) -> None:
-        """Stop the workers after what they hold; fail whatever is still pending."""
+        """Stop the workers after what they hold."""
         self._stopped.set()
-        for q in getattr(self, "_inboxes", []):
+        for q in getattr(self, "inboxes", []):
             q.put(None)
-        for p in self._procs:
+        for p in self.procs:
             p.join(timeout_s)
             if p.is_alive():
                 p.terminate()
-        if self._listener is not None:
-            self._results.put(None)
+        if getattr(self, "_listener", None) is not None:
+            self.results.put(None)
             self._listener.join(5.0)
+
+
+class Engine:
+    """Plans served by worker processes (see the module docstring): one pool of workers per
+    plan in force, a new pool per swap while the old one drains."""
+
+    def __init__(self, plan: Plan, workload: Workload, cost: CostModel, *,
+                 device: str = "cpu", weights: dict[str, str | None] | None = None,
+                 seed: int = 0, on_batch: Callable[[str, int, float], None] | None = None):
+        self.cost = cost
+        self.device = device
+        self.weights = weights or {}
+        self.seed = seed
+        self.stats: dict[str, StageStats] = defaultdict(StageStats)
+        self.metrics = ServerMetrics()
+        self._on_batch = on_batch
+        self._pending: dict[int, _Pending] = {}
+        #: every in-flight sample's key -> the first key of its request
+        self._owner_of: dict[int, int] = {}
+        self._lock = threading.Lock()
+        self._swap_lock = threading.Lock()
+        self._next_key = 0
+        self._epochs = 0
+        self.pool = self._new_pool(plan, workload)
+        #: pools replaced by a swap, draining their requests
+        self._draining: list[Pool] = []
+
+    def _new_pool(self, plan: Plan, workload: Workload) -> Pool:
+        self._epochs += 1
+        return Pool(self, plan, workload, name=f"plan{self._epochs}")
+
+    # --- what is in force ----------------------------------------------------------------
+    @property
+    def plan(self) -> Plan:
+        return self.pool.plan
+
+    @property
+    def workload(self) -> Workload:
+        return self.pool.workload
+
+    @property
+    def router(self) -> Router:
+        return self.pool.router
+
+    @property
+    def routes(self) -> dict[str, list[str]]:
+        return self.pool.routes
+
+    @property
+    def fragments(self) -> list[tuple[str, int]]:
+        """The (model, partition) points the plan in force serves, sorted."""
+        return self.pool.fragments
+
+    @property
+    def default_budget_ms(self) -> dict[tuple[str, int], float]:
+        return self.pool.default_budget_ms
+
+    @property
+    def restarts(self) -> int:
+        return self.pool.restarts
+
+    @property
+    def in_flight(self) -> int:
+        """Requests admitted and not yet answered."""
+        return len(self._pending)
+
+    # --- life cycle ---------------------------------------------------------------------
+    def start(self, timeout_s: float = START_TIMEOUT_S) -> None:
+        self.pool.start(timeout_s)
+        self._plan_metric(self.pool.plan)
+
+    def _plan_metric(self, plan: Plan) -> None:
+        self.metrics.plan.clear()
+        self.metrics.plan.labels(plan.planner, plan.cost_model, str(plan.gpus)).set(
+            plan.total_share)
+
+    def swap(self, plan: Plan, workload: Workload, *, timeout_s: float = START_TIMEOUT_S
+             ) -> None:
+        """Put ``plan`` in force while serving: its workers start, requests admitted from
+        then on take it once they are ready, and the old workers stop after answering what
+        they hold (no request fails or is lost because of the swap). Blocking: call it
+        from a thread."""
+        with self._swap_lock:
+            new = self._new_pool(plan, workload)
+            new.start(timeout_s)
+            old, self.pool = self.pool, new
+            self._plan_metric(plan)
+            self._draining.append(old)
+        threading.Thread(target=self._drain, args=(old,), name=f"{old.name}-drain",
+                         daemon=True).start()
+
+    def _drain(self, pool: Pool, poll_s: float = 0.05) -> None:
+        """Stop ``pool`` once none of its requests is pending (at most the longest budget
+        it serves plus the grace later)."""
+        longest = max((float(fr.budgets[-1]) for fr in pool.router.fragments.values()),
+                      default=0.0)
+        limit = now_ms() + longest + ANSWER_GRACE_S * 1000.0
+        while now_ms() < limit:
+            with self._lock:
+                if not any(p.pool is pool for p in self._pending.values()):
+                    break
+            threading.Event().wait(poll_s)
+        pool.stop()
+        with self._swap_lock:
+            self._draining.remove(pool)
+        log.info("%s: drained and stopped", pool.name)
+
+    def stop(self, timeout_s: float = 30.0) -> None:
+        """Stop every worker after what it holds; fail whatever is still pending."""
+        for pool in [self.pool, *self._draining]:
+            pool.stop(timeout_s)
         with self._lock:
             pending, self._pending = self._pending, {}
             self._owner_of.clear()
@@ -242,18 +372,19 @@ class Engine:
             _resolve(p, RequestFailed("the server stopped before answering", "stopped"))
 
     # --- requests -----------------------------------------------------------------------
-    def admit(self, model: str, partition: int, budget_ms: float | None
-              ) -> tuple[str, float]:
+    def admit(self, model: str, partition: int, budget_ms: float | None,
+              pool: Pool | None = None) -> tuple[str, float]:
         """The flow a request takes and its budget; ``Rejected`` when it has no route or its
         budget is below that route's least latency."""
+        pool = pool or self.pool
         key = (model, partition)
-        if key not in self.router.fragments:
+        if key not in pool.router.fragments:
             raise Rejected(f"the plan serves no {model} fragment from block {partition}",
                            "no_route")
-        budget = self.default_budget_ms[key] if budget_ms is None else budget_ms
-        flow = self.router.route(model, partition, budget)
+        budget = pool.default_budget_ms[key] if budget_ms is None else budget_ms
+        flow = pool.router.route(model, partition, budget)
         if flow is None:
-            floor = self.router.least_latency_ms(model, partition, budget)
+            floor = pool.router.least_latency_ms(model, partition, budget)
             raise Rejected(f"a budget of {budget:.3f} ms is below the {floor:.3f} ms its route "
                            "takes on idle stages", "budget")
         return flow, budget
@@ -264,25 +395,25 @@ class Engine:
         future resolves to the outputs (samples x ...)."""
         import torch
 
-        flow, budget = self.admit(model, partition, budget_ms)
+        pool = self.pool
+        flow, budget = self.admit(model, partition, budget_ms, pool)
         n = int(x.shape[0])
         deadline = now_ms() + budget
-        stage = self.routes[flow][0]
-        target = min(self._replicas[stage], key=lambda k: self._loads[k])
-        if self._loads[target] + n > self._queue_cap[target]:
-            raise Rejected(f"overloaded: {self._loads[target]} requests already wait for "
-                           f"stage {stage}", "overloaded")
         with self._lock:
             first = self._next_key
             self._next_key += n
             future = loop.create_future()
             future.graft_key = first  # type: ignore[attr-defined]
-            self._pending[first] = _Pending(future, loop, first, [None] * n, n, flow)
+            future.graft_budget_ms = budget  # type: ignore[attr-defined]
+            self._pending[first] = _Pending(future, loop, first, [None] * n, n, flow, pool)
             for k in range(first, first + n):
                 self._owner_of[k] = first
         items = [Item(first + i, flow, 0, deadline) for i in range(n)]
-        add_load(self._loads, target, n)
-        self._inboxes[target].put(Work(stage, torch.from_numpy(np.array(x, copy=True)), items))
+        try:
+            pool.send(flow, items, torch.from_numpy(np.array(x, copy=True)))
+        except Rejected:
+            self._forget(first)
+            raise
         return future
 
     async def infer(self, model: str, partition: int, x: np.ndarray,
@@ -293,8 +424,7 @@ class Engine:
         t0 = now_ms()
         try:
             future = self.submit(model, partition, x, budget_ms, asyncio.get_running_loop())
-            budget = (self.default_budget_ms[(model, partition)] if budget_ms is None
-                      else budget_ms)
+            budget = future.graft_budget_ms  # type: ignore[attr-defined]
             try:
                 y = await asyncio.wait_for(asyncio.shield(future),
                                            budget / 1000.0 + ANSWER_GRACE_S)
@@ -309,59 +439,16 @@ class Engine:
         self.metrics.answer(name, elapsed / 1000.0, elapsed <= budget)
         return y
 
-    def _forget(self, first: int) -> None:
-        with self._lock:
-            p = self._pending.pop(first, None)
-            if p is not None:
-                for k in range(first, first + len(p.outputs)):
-                    self._owner_of.pop(k, None)
-
-    def render_metrics(self) -> bytes:
-        """The Prometheus exposition of this server's metrics (queue lengths read now)."""
-        for i in range(len(self._specs)):
-            self.metrics.queue.labels(str(i)).set(self._loads[i] if hasattr(self, "_loads")
-                                                  else 0)
-        return self.metrics.render()
-
-    @property
-    def in_flight(self) -> int:
-        """Requests admitted and not yet answered."""
-        return len(self._pending)
-
     # --- results ------------------------------------------------------------------------
-    def _listen(self) -> None:
-        while True:
-            try:
-                msg = self._results.get()
-            except (EOFError, OSError, RuntimeError) as e:
-                # a message from a worker that died while sending it: what it held is failed
-                # by the watchdog
-                log.warning("lost a message from a worker: %s", e)
-                continue
-            if msg is None:
-                return
-            if isinstance(msg, Ready):
-                self._ready.add(msg.index)
-                if len(self._ready) == len(self._specs):
-                    self._ready_event.set()
-            elif isinstance(msg, Ran):
-                st = self.stats[msg.stage]
-                st.batches += 1
-                st.samples += msg.batch
-                st.seconds += msg.seconds
-                st.sizes[msg.batch] += 1
-                self.metrics.ran(msg.stage, msg.batch, msg.seconds)
-                if self._on_batch is not None:
-                    self._on_batch(msg.stage, msg.batch, msg.seconds)
-            elif isinstance(msg, Done):
-                y = msg.y.numpy()
-                for row, key in enumerate(msg.keys):
-                    self._deliver(key, y[row], None)
-            elif isinstance(msg, Failed):
-                for key in msg.keys:
-                    self._deliver(key, None, RequestFailed(msg.reason, "late"))
-            elif isinstance(msg, Stopped):
-                log.debug("worker %d stopped", msg.index)
+    def _ran(self, stage: str, batch: int, seconds: float) -> None:
+        st = self.stats[stage]
+        st.batches += 1
+        st.samples += batch
+        st.seconds += seconds
+        st.sizes[batch] += 1
+        self.metrics.ran(stage, batch, seconds)
+        if self._on_batch is not None:
+            self._on_batch(stage, batch, seconds)
 
     def _deliver(self, key: int, y: np.ndarray | None, error: Exception | None) -> None:
         with self._lock:
@@ -378,6 +465,34 @@ class Engine:
             for k in range(first, first + len(p.outputs)):
                 self._owner_of.pop(k, None)
         _resolve(p, error if error is not None else np.stack(p.outputs))
+
+    def _fail_routes(self, pool: Pool, stages: set[str], error: Exception) -> None:
+        """Fail the pending requests of ``pool`` whose route passes any of ``stages``."""
+        with self._lock:
+            hit = [first for first, q in self._pending.items()
+                   if q.pool is pool and stages & set(pool.routes[q.flow])]
+            failed = [self._pending.pop(first) for first in hit]
+            for q in failed:
+                for k in range(q.first_key, q.first_key + len(q.outputs)):
+                    self._owner_of.pop(k, None)
+        for q in failed:
+            _resolve(q, error)
+
+    def _forget(self, first: int) -> None:
+        with self._lock:
+            p = self._pending.pop(first, None)
+            if p is not None:
+                for k in range(first, first + len(p.outputs)):
+                    self._owner_of.pop(k, None)
+
+    def render_metrics(self) -> bytes:
+        """The Prometheus exposition of this server's metrics (queue lengths read now)."""
+        pool = self.pool
+        self.metrics.queue.clear()
+        if hasattr(pool, "loads"):
+            for i in range(len(pool.specs)):
+                self.metrics.queue.labels(str(i)).set(pool.loads[i])
+        return self.metrics.render()
 
 
 def _resolve(p: _Pending, value: Any) -> None:

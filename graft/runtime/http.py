@@ -3,19 +3,26 @@
 The model entries are the plan's fragments (``graft.runtime.repository``). Endpoints:
 ``/v2/health/live``, ``/v2/health/ready``, ``/v2`` (server metadata),
 ``/v2/models/{name}[/versions/{v}]`` (metadata), ``.../ready``, ``.../config``,
-``.../infer``, ``POST /v2/repository/index``, and ``/metrics`` (Prometheus).
+``.../infer``, ``POST /v2/repository/index``, ``/metrics`` (Prometheus), and the admin
+endpoints ``GET``/``POST /v2/admin/plan`` (the plan in force; install a new one while
+serving), which need ``Authorization: Bearer <token>``.
 Errors are 4xx/5xx with ``{"error": "..."}``; a request the plan cannot meet is refused at
 once with 503.
 """
 
 from __future__ import annotations
 
+import asyncio
+import hmac
 import json
 import logging
 from typing import Any
 
 from aiohttp import web
 
+from graft.errors import GraftInputError
+from graft.plan.plan import Plan
+from graft.plan.verify import verify
 from graft.runtime.engine import Engine, Rejected, RequestFailed, budget_from_timeout
 from graft.runtime.metrics import CONTENT_TYPE
 from graft.runtime.protocol import (
@@ -24,6 +31,7 @@ from graft.runtime.protocol import (
     decode_request,
     encode_response,
     error_body,
+    json_object,
 )
 from graft.runtime.repository import (
     OUTPUT_NAME,
@@ -37,6 +45,7 @@ from graft.runtime.repository import (
     metadata,
     model_name,
 )
+from graft.workload.flows import Workload, parse_workload
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +54,9 @@ log = logging.getLogger(__name__)
 MAX_BODY_BYTES = 64 * 2**20
 
 ENGINE = web.AppKey("engine", Engine)
+TOKEN = web.AppKey("admin_token", str)
+#: The environment variable ``graft serve`` reads the admin token from.
+TOKEN_ENV = "GRAFT_ADMIN_TOKEN"
 
 
 def _error(status: int, message: str) -> web.Response:
@@ -76,6 +88,10 @@ def _route(handler):  # noqa: ANN001, ANN202 - a decorator for aiohttp handlers
             return _error(503, f"rejected: {e}")
         except RequestFailed as e:
             return _error(504, f"failed: {e}")
+        except _Forbidden as e:
+            return _error(403, str(e))
+        except _Unauthorised as e:
+            return _error(401, str(e))
         except web.HTTPRequestEntityTooLarge:
             return _error(413, f"the request body is larger than the {MAX_BODY_BYTES} bytes "
                                "this server accepts")
@@ -141,21 +157,86 @@ async def infer(request: web.Request) -> web.Response:
                         headers={HEADER_LENGTH: str(length)})
 
 
+def _authorised(request: web.Request) -> None:
+    """Raise unless the request carries the admin token (``Authorization: Bearer ...``)."""
+    token = request.app.get(TOKEN)
+    if not token:
+        raise _Forbidden(f"admin endpoints are off: start the server with --admin-token or "
+                         f"{TOKEN_ENV}")
+    given = request.headers.get("Authorization", "")
+    if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+        raise _Unauthorised("admin endpoints need the header 'Authorization: Bearer <token>'")
+
+
+class _Forbidden(Exception):
+    pass
+
+
+class _Unauthorised(Exception):
+    pass
+
+
+@_route
+async def get_plan(request: web.Request) -> web.Response:
+    _authorised(request)
+    engine = request.app[ENGINE]
+    return _json({"plan": engine.plan.to_json(),
+                  "workload": {"flows": [f.to_json() for f in engine.workload.flows]}})
+
+
+@_route
+async def put_plan(request: web.Request) -> web.Response:
+    """Install a new plan while serving: ``{"plan": {...}, "workload": {...}}`` (the
+    workload optional: without it, each route's latency is its flow's budget). The plan is
+    verified first; one that fails is refused with its violations."""
+    _authorised(request)
+    engine = request.app[ENGINE]
+    plan, workload = _parse_plan(await request.read(), engine)
+    loop = asyncio.get_running_loop()
+    await loop.run_in_executor(None, lambda: engine.swap(plan, workload))
+    return _json({"installed": plan.planner, "stages": len(plan.stages),
+                  "total_share": plan.total_share,
+                  "models": [model_name(*k) for k in engine.fragments]})
+
+
+def _parse_plan(body: bytes, engine: Engine) -> tuple[Plan, Workload]:
+    from graft.runtime.server import workload_of
+
+    raw = json_object(body, "the request")
+    try:
+        plan = Plan.from_json(raw.get("plan"))
+        workload = (parse_workload(raw["workload"]) if "workload" in raw
+                    else workload_of(plan))
+    except GraftInputError as e:
+        raise ProtocolError(f"bad plan: {e}") from None
+    if plan.cost_model != engine.cost.name:
+        raise ProtocolError(f"the plan was made with {plan.cost_model!r}; this server runs "
+                            f"{engine.cost.name!r}")
+    errors = verify(workload, plan, engine.cost, allow_partial=True)
+    if errors:
+        raise ProtocolError(f"the plan fails verification ({len(errors)} violations): "
+                            + "; ".join(errors[:5]), status=422)
+    return plan, workload
+
+
 @_route
 async def prometheus(request: web.Request) -> web.Response:
     return web.Response(body=request.app[ENGINE].render_metrics(),
                         headers={"Content-Type": CONTENT_TYPE})
 
 
-def make_app(engine: Engine) -> web.Application:
+def make_app(engine: Engine, admin_token: str | None = None) -> web.Application:
     app = web.Application(client_max_size=MAX_BODY_BYTES)
     app[ENGINE] = engine
+    app[TOKEN] = admin_token or ""
     r = app.router
     r.add_get("/v2/health/live", live)
     r.add_get("/v2/health/ready", ready)
     r.add_get("/v2", server_metadata)
     r.add_post("/v2/repository/index", repository_index)
     r.add_get("/metrics", prometheus)
+    r.add_get("/v2/admin/plan", get_plan)
+    r.add_post("/v2/admin/plan", put_plan)
     for prefix in ("/v2/models/{name}", "/v2/models/{name}/versions/{version}"):
         r.add_get(prefix, model_metadata)
         r.add_get(prefix + "/ready", model_ready)

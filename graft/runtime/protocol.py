@@ -70,7 +70,7 @@ class InferRequest:
     parameters: dict[str, Any] = field(default_factory=dict)
 
 
-def _json_object(raw: bytes | str, what: str) -> dict[str, Any]:
+def json_object(raw: bytes | str, what: str) -> dict[str, Any]:
     try:
         obj = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
@@ -113,7 +113,7 @@ def decode_request(body: bytes, header_length: str | int | None = None) -> Infer
         if not 0 < n <= len(body):
             raise ProtocolError(f"{HEADER_LENGTH} {n} is outside the body's {len(body)} bytes")
         head, rest = body[:n], memoryview(body)[n:]
-    req = _json_object(head, "the request header")
+    req = json_object(head, "the request header")
     params = req.get("parameters", {})
     if not isinstance(params, dict):
         raise ProtocolError("parameters must be a JSON object")

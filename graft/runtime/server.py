@@ -82,10 +82,10 @@ class Frontends:
 
 
 async def start_frontends(engine: Engine, host: str, http_port: int,
-                          grpc_port: int | None) -> Frontends:
+                          grpc_port: int | None, admin_token: str | None = None) -> Frontends:
     """Start HTTP on ``http_port`` and gRPC on ``grpc_port`` (None: no gRPC; 0: any free
-    port) on the running loop."""
-    runner = web.AppRunner(make_app(engine), access_log=None)
+    port) on the running loop; the admin endpoints take ``admin_token`` (None: off)."""
+    runner = web.AppRunner(make_app(engine, admin_token), access_log=None)
     await runner.setup()
     try:
         await web.TCPSite(runner, host, http_port).start()
@@ -98,8 +98,9 @@ async def start_frontends(engine: Engine, host: str, http_port: int,
     return Frontends(runner, server, bound_http, bound_grpc)
 
 
-async def _serve(engine: Engine, host: str, port: int, grpc_port: int | None) -> None:
-    fronts = await start_frontends(engine, host, port, grpc_port)
+async def _serve(engine: Engine, host: str, port: int, grpc_port: int | None,
+                 admin_token: str | None) -> None:
+    fronts = await start_frontends(engine, host, port, grpc_port, admin_token)
     names = ", ".join(f"{m}.p{p}" for m, p in engine.fragments)
     print(f"graft serving {names} on http://{host}:{fronts.http_port}"
           + (f" and grpc://{host}:{fronts.grpc_port}" if fronts.grpc_port else ""), flush=True)
@@ -116,7 +117,7 @@ async def _serve(engine: Engine, host: str, port: int, grpc_port: int | None) ->
 
 def serve(plan: Plan, workload: Workload | None, cost: CostModel, *, host: str = "127.0.0.1",
           port: int = 8000, grpc_port: int | None = 8001, device: str = "cpu",
-          weights: str | None = None, seed: int = 0) -> None:
+          weights: str | None = None, seed: int = 0, admin_token: str | None = None) -> None:
     """Serve ``plan`` until SIGINT or SIGTERM."""
     models = {s.model for s in plan.stages}
     engine = Engine(plan, workload if workload is not None else workload_of(plan), cost,
@@ -124,6 +125,6 @@ def serve(plan: Plan, workload: Workload | None, cost: CostModel, *, host: str =
     log.info("starting %d workers (pid %d)", len(plan.stages), os.getpid())
     engine.start()
     try:
-        asyncio.run(_serve(engine, host, port, grpc_port))
+        asyncio.run(_serve(engine, host, port, grpc_port, admin_token))
     finally:
         engine.stop()
