@@ -6,6 +6,7 @@ Bad input (files, fields, names) exits with code 2 and one line naming what is w
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import math
@@ -275,6 +276,51 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_loadgen(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from graft.client import loadgen
+
+    if args.duration <= 0 or args.duration > 24 * 3600:
+        raise GraftInputError(f"--duration must be in (0, 86400] seconds, got {args.duration}",
+                              field="duration")
+    progress = loadgen.progress_stream(not args.quiet)
+    if args.mode == "trace":
+        from graft.cost.registry import make_cost_model
+        from graft.sim.run import scenario_requests
+        from graft.sim.scenario import load_scenario
+
+        if not args.scenario:
+            raise GraftInputError("--mode trace needs --scenario (a file or 'paper')")
+        sc = load_scenario(args.scenario, trace_dir=args.trace_dir)
+        sc = dataclasses.replace(sc, duration_s=min(sc.duration_s, args.duration))
+        reqs, _ = scenario_requests(sc, make_cost_model(sc.cost_model), sc.seed)
+        report = asyncio.run(loadgen.run_open_loop(args.url, loadgen.trace_schedule(reqs),
+                                                   progress=progress))
+        report.mode = "trace"
+    else:
+        from graft.workload.flows import load_workload
+
+        if not args.workload:
+            raise GraftInputError(f"--mode {args.mode} needs --workload WORKLOAD.json")
+        flows = load_workload(args.workload).flows
+        if args.mode == "poisson":
+            schedule = loadgen.poisson_schedule(flows, args.duration, args.seed)
+            report = asyncio.run(loadgen.run_open_loop(args.url, schedule, progress=progress))
+        else:
+            if not 1 <= args.concurrency <= 4096:
+                raise GraftInputError("--concurrency must be in 1..4096", field="concurrency")
+            report = asyncio.run(loadgen.run_closed_loop(
+                args.url, flows, concurrency=args.concurrency, duration_s=args.duration,
+                progress=progress))
+    print(report.table())
+    if args.json:
+        report.write_json(args.json)
+    if args.csv:
+        report.write_csv(args.csv)
+    return 0
+
+
 def _int_list(text: str, flag: str) -> list[int]:
     try:
         values = [int(x) for x in text.split(",") if x.strip()]
@@ -391,6 +437,19 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--admin-token", default=None,
                     help="token the admin endpoints require (default: $GRAFT_ADMIN_TOKEN; "
                          "without one they are off)")
+
+    sp = add("loadgen", cmd_loadgen, "drive a server with client requests and measure it")
+    sp.add_argument("url", help="the server's HTTP address, e.g. http://127.0.0.1:8000")
+    sp.add_argument("--mode", choices=["poisson", "trace", "concurrency"], default="poisson")
+    sp.add_argument("--workload", help="workload JSON: its flows' rates, partitions, budgets")
+    sp.add_argument("--scenario", help="scenario (file or 'paper') for --mode trace")
+    sp.add_argument("--trace-dir", default=None)
+    sp.add_argument("--duration", type=float, default=20.0, help="seconds (default 20)")
+    sp.add_argument("--concurrency", type=int, default=8)
+    sp.add_argument("--seed", type=int, default=0)
+    sp.add_argument("--json", default=None, help="write the results as JSON here")
+    sp.add_argument("--csv", default=None, help="write a perf_analyzer-style CSV here")
+    sp.add_argument("--quiet", action="store_true", help="no progress line")
     return p
 
 

@@ -225,3 +225,23 @@ def test_prometheus_metrics_count_batches_answers_and_refusals(server):
     assert 'graft_requests_total{model="tiny.p3",slo="met"}' in text
     assert 'graft_rejections_total{model="tiny.p0",reason="budget"}' in text
     assert "graft_queue_length" in text and "graft_plan_info" in text
+
+
+def test_loadgen_open_and_closed_loop_report_every_request(server, tmp_path):
+    from graft.client import loadgen
+
+    url, _ = server
+    flows = [f for f in W.flows if f.model == "tiny"]
+    schedule = loadgen.poisson_schedule(flows, 1.0, seed=1)
+    report = asyncio.run(loadgen.run_open_loop(f"http://{url}", schedule))
+    rows = {r["entry"]: r for r in report.rows()}
+    assert rows["all"]["sent"] == len(schedule) > 20
+    assert rows["all"]["answered"] == len(schedule)
+    assert rows["all"]["p50_ms"] > 0 and rows["all"]["slo_attainment"] > 0.9
+    report.write_json(str(tmp_path / "r.json"))
+    report.write_csv(str(tmp_path / "r.csv"))
+    assert json.loads((tmp_path / "r.json").read_text())["rows"][-1]["entry"] == "all"
+    assert (tmp_path / "r.csv").read_text().startswith("Concurrency,Inferences/Second")
+    closed = asyncio.run(loadgen.run_closed_loop(f"http://{url}", flows, concurrency=4,
+                                                 duration_s=1.0))
+    assert closed.rows()[-1]["answered"] > 10 and "| tiny.p0 |" in closed.table()
