@@ -128,7 +128,9 @@ def worker_specs(plan: Plan, *, device: str, weights: dict[str, str | None], see
 
 class Pool:
     """The worker processes of one plan: their queues, the shared ``loads`` array, a
-    listener thread for their results and a watchdog that restarts a worker that dies."""
+    listener thread for their results and a watchdog that has the pool replaced when a
+    worker dies (a worker killed while holding a queue's lock leaves it unusable, so the
+    whole pool starts afresh)."""
 
     def __init__(self, engine: Engine, plan: Plan, workload: Workload, *, name: str):
         self.engine = engine
@@ -146,7 +148,8 @@ class Pool:
         #: per fragment (model, partition), the tightest routed flow's budget (the default)
         self.default_budget_ms = {key: float(fr.budgets[0])
                                   for key, fr in self.router.fragments.items()}
-        self.restarts = 0
+        #: stages whose worker died: requests routed through them are refused
+        self.broken: set[str] = set()
         self._ready: set[int] = set()
         self._ready_event = threading.Event()
         self._stopped = threading.Event()
@@ -186,22 +189,21 @@ class Pool:
         return p
 
     def _watch(self) -> None:
-        """Restart a worker that died; fail the requests whose route passes its stages
-        (what it held is lost; later work waits in its inbox for the new process)."""
+        """When a worker dies, what it held is lost and its queue may be left locked: fail
+        the requests whose route passes its stages, refuse new ones for those stages, and
+        have the engine replace this pool with a fresh one of the same plan."""
         while not self._stopped.wait(WATCH_PERIOD_S):
-            for i, p in enumerate(self.procs):
-                if p.is_alive() or self._stopped.is_set():
-                    continue
-                spec = self.specs[i]
-                log.error("%s: worker %d (%s) died with exit code %s; restarting it",
-                          self.name, i, ", ".join(spec.members), p.exitcode)
-                self.restarts += 1
-                with self.loads.get_lock():
-                    self.loads[i] = 0
-                self.engine._fail_routes(self, set(spec.members),
-                                         RequestFailed(f"worker {i} serving its route died",
-                                                       "worker"))
-                self.procs[i] = self._spawn(spec)
+            dead = [i for i, p in enumerate(self.procs) if not p.is_alive()]
+            if not dead or self._stopped.is_set():
+                continue
+            lost = {m for i in dead for m in self.specs[i].members}
+            log.error("%s: worker(s) %s died (%s); replacing the pool", self.name,
+                      ", ".join(map(str, dead)), ", ".join(sorted(lost)))
+            self.broken |= lost
+            self.engine._fail_routes(self, lost, RequestFailed(
+                "a worker serving its route died", "worker"))
+            self.engine._recover(self)
+            return
 
     def _listen(self) -> None:
         engine = self.engine
@@ -234,6 +236,9 @@ class Pool:
     def send(self, flow: str, items: list[Item], x: Any) -> None:
         """Hand ``items`` (their activations ``x``) to the least-loaded replica of the
         flow's first stage; ``Rejected`` when its queue is full."""
+        if self.broken and self.broken & set(self.routes[flow]):
+            raise Rejected("a worker of its route died; its replacement is starting",
+                           "recovering")
         stage = self.routes[flow][0]
         target = min(self.replicas[stage], key=lambda k: self.loads[k])
         if self.loads[target] + len(items) > self.queue_cap[target]:
@@ -242,13 +247,18 @@ class Pool:
         add_load(self.loads, target, len(items))
         self.inboxes[target].put(Work(stage, x, items))
 
-    def stop(self, timeout_s: float = 30.0) -> None:
-        """Stop the workers after what they hold."""
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """Stop the workers after what they hold (those still running after ``timeout_s``
+        in all are terminated)."""
         self._stopped.set()
-        for q in getattr(self, "inboxes", []):
-            q.put(None)
-        for p in self.procs:
-            p.join(timeout_s)
+        for i, q in enumerate(getattr(self, "inboxes", [])):
+            if self.specs[i].members and not (set(self.specs[i].members) & self.broken):
+                q.put(None)
+        deadline = now_ms() + timeout_s * 1000.0
+        for i, p in enumerate(self.procs):
+            if set(self.specs[i].members) & self.broken:
+                p.terminate()  # its queue may be locked by the worker that died
+            p.join(max(0.0, (deadline - now_ms()) / 1000.0))
             if p.is_alive():
                 p.terminate()
         if getattr(self, "_listener", None) is not None:
@@ -277,6 +287,7 @@ class Engine:
         self._swap_lock = threading.Lock()
         self._next_key = 0
         self._epochs = 0
+        self._recoveries = 0
         self.pool = self._new_pool(plan, workload)
         #: pools replaced by a swap, draining their requests
         self._draining: list[Pool] = []
@@ -313,7 +324,8 @@ class Engine:
 
     @property
     def restarts(self) -> int:
-        return self.pool.restarts
+        """Pools replaced because a worker died."""
+        return self._recoveries
 
     @property
     def in_flight(self) -> int:
@@ -344,6 +356,24 @@ class Engine:
             self._draining.append(old)
         threading.Thread(target=self._drain, args=(old,), name=f"{old.name}-drain",
                          daemon=True).start()
+
+    def _recover(self, broken: Pool) -> None:
+        """Replace a pool whose worker died by a fresh one of the same plan (in a thread);
+        the broken pool's other routes keep serving until then."""
+        def run() -> None:
+            try:
+                with self._swap_lock:
+                    if self.pool is not broken:
+                        return  # swapped away meanwhile
+                    new = self._new_pool(broken.plan, broken.workload)
+                    new.start(START_TIMEOUT_S)
+                    self.pool = new
+                    self._recoveries += 1
+                    self._draining.append(broken)
+                threading.Thread(target=self._drain, args=(broken,), daemon=True).start()
+            except Exception:  # noqa: BLE001 - logged; the broken pool keeps its routes
+                log.exception("could not replace %s", broken.name)
+        threading.Thread(target=run, name=f"{broken.name}-recover", daemon=True).start()
 
     def _drain(self, pool: Pool, poll_s: float = 0.05) -> None:
         """Stop ``pool`` once none of its requests is pending (at most the longest budget
