@@ -4,9 +4,11 @@
     python bench/planner_bench.py --quick --output /tmp/planner.md   # a smoke run
 
 The suite spans the five models, homogeneous to highly heterogeneous partition points and
-budgets (``graft.workload.synthetic.SHAPES``), and 10 to 10,000 flows; small single-model
-workloads measure the gap to the exact ``optimal`` MILP. Planning runs on one core: the
-thread pools of numpy's BLAS are pinned to one thread before numpy is imported.
+budgets, and high rates with budgets spread widely inside every fragment
+(``graft.workload.synthetic.SHAPES``), 10 to 10,000 flows. Seeded random small single-model
+workloads measure the gap to the exact ``optimal`` MILP on the same problem (time-shared
+slices included). Planning runs on one core: the thread pools of numpy's BLAS are pinned to
+one thread before numpy is imported.
 """
 
 from __future__ import annotations
@@ -28,25 +30,23 @@ from graft.errors import GraftInputError  # noqa: E402
 from graft.plan.verify import verify  # noqa: E402
 from graft.planner.base import Planner  # noqa: E402
 from graft.planner.graft_planner import GraftPlanner  # noqa: E402
+from graft.planner.optimal import OptimalPlanner, gap_workloads  # noqa: E402
 from graft.planner.registry import make_planner  # noqa: E402
 from graft.workload.flows import Workload  # noqa: E402
 from graft.workload.synthetic import SHAPES, synthetic_workload  # noqa: E402
 
-PLANNERS = ("graft", "gslice", "nexus", "optimal")
-HETEROGENEOUS = ("heterogeneous", "extreme")
+PLANNERS = ("graft", "gslice", "gslice-single", "nexus")
 FULL_SUITE = [
     ("homogeneous", 10), ("homogeneous", 100), ("homogeneous", 1000), ("homogeneous", 10000),
     ("mild", 10), ("mild", 100), ("mild", 1000),
     ("heterogeneous", 10), ("heterogeneous", 100), ("heterogeneous", 1000),
     ("heterogeneous", 10000),
     ("extreme", 100), ("extreme", 1000), ("extreme", 10000),
+    ("spread", 100), ("spread", 1000), ("spread", 10000),
 ]
-#: Single-model workloads small enough for the MILP: (model, flows, shape, seed).
-GAP_SUITE = [(m, n, s, seed) for m in ("resnet50", "mobilenet_v2", "vgg16")
-             for n, s in ((3, "heterogeneous"), (5, "heterogeneous"), (6, "extreme"))
-             for seed in (0, 1)]
-QUICK_SUITE = [("homogeneous", 10), ("heterogeneous", 50)]
-QUICK_GAP = [("resnet50", 3, "heterogeneous", 0)]
+GAP_COUNT = 30
+QUICK_SUITE = [("homogeneous", 10), ("heterogeneous", 50), ("spread", 50)]
+QUICK_GAP = 2
 
 
 @dataclass
@@ -58,11 +58,19 @@ class Result:
     note: str = ""
 
 
+#: Time limit of each ``optimal`` run in the gap table (``--optimal-time-limit``).
+OPTIMAL_LIMIT_S = {"value": 30.0}
+
+
 def planner(name: str) -> Planner:
-    """A registered planner, or ``graft-2e``: graft without time-shared slices (and without
-    replica shaping), the same problem the ``optimal`` MILP solves exactly."""
+    """A registered planner, or ``graft-2e`` / ``optimal-2e``: graft without time-shared
+    slices and replica shaping, and the MILP of that same problem."""
     if name == "graft-2e":
         return GraftPlanner(time_share=False, shape_replicas=False)
+    if name == "optimal-2e":
+        return OptimalPlanner(slices=False, time_limit_s=OPTIMAL_LIMIT_S["value"])
+    if name == "optimal":
+        return OptimalPlanner(time_limit_s=OPTIMAL_LIMIT_S["value"])
     return make_planner(name)
 
 
@@ -77,12 +85,141 @@ def run(name: str, workload: Workload, cost) -> Result:
     if errors:
         raise SystemExit(f"{name} made an invalid plan: {errors[:3]}")
     gap = plan.info.get("mip_gap")
-    return Result(plan.total_share, plan.gpus, dt, plan.lower_bound_share,
-                  f"gap {gap:.2%}" if isinstance(gap, float) else "")
+    note = plan.info.get("status", "")
+    if isinstance(gap, float):
+        note = f"{note}, gap {gap:.2%}" if note else f"gap {gap:.2%}"
+    return Result(plan.total_share, plan.gpus, dt, plan.lower_bound_share, note)
 
 
 def ratio(a: float | None, b: float | None) -> str:
     return f"{a / b:.3f}" if a is not None and b else "-"
+
+
+def header(args: argparse.Namespace) -> list[str]:
+    return [
+        "# Planner benchmark",
+        "",
+        f"Command: `python bench/planner_bench.py{' --quick' if args.quick else ''}"
+        f" --cost-model {args.cost_model} --optimal-time-limit {args.optimal_time_limit:g}`"
+        " (`make bench-planner`).",
+        f"Machine: {platform.processor() or platform.machine()}, Python "
+        f"{platform.python_version()}, one thread. Date: {time.strftime('%Y-%m-%d')}.",
+        "Total share = GPU fractions summed over stage replicas (GPU-seconds per second);"
+        " GPUs = devices after packing. Every plan passed the verifier (hand-offs, memory and"
+        " process limits included). Planning times are cold: every run gets a fresh cost"
+        " model, so they include building its latency tables, as one `graft plan` run does.",
+        "`gslice` cuts each fragment's flows into budget groups (exact DP), one instance per"
+        " group; `gslice-single` is one instance per fragment at its tightest budget.",
+        "",
+    ]
+
+
+def suite(args: argparse.Namespace, rows: list[tuple[str, int]]) -> tuple[list[str], dict]:
+    lines = [
+        "## Suite: five models, 10 to 10,000 flows",
+        "",
+        "| workload | flows | graft share (GPUs) | gslice share (GPUs) | gslice-single share"
+        " (GPUs) | nexus share (GPUs) | graft/gslice | graft/gslice-single | graft/LB |"
+        " gslice/LB | optimal share | graft time (s) | gslice time (s) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|",
+    ]
+    facts: dict = {"ratio": {}, "gpus": {}, "time": {}, "lb": {}}
+    for shape, n in rows:
+        w = synthetic_workload(make_cost_model(args.cost_model), n, SHAPES[shape], seed=n)
+        # a fresh cost model per run (make_cost_model caches one per name): times include
+        # building its tables, as one `graft plan` run does
+        names = PLANNERS + (("optimal",) if n <= 10 else ())
+        res = {p: run(p, w, make_cost_model.__wrapped__(args.cost_model)) for p in names}
+        g, s, s1, x = (res[p] for p in PLANNERS)
+        opt = res.get("optimal")
+        opt_txt = ("-" if opt is None else f"{opt.share:.2f}" if opt.share else "not solved")
+        facts["ratio"][(shape, n)] = g.share / s.share
+        facts["gpus"][(shape, n)] = g.gpus / s.gpus
+        facts["lb"][(shape, n)] = g.lower_bound / s.share
+        facts["time"][n] = max(facts["time"].get(n, 0.0), g.seconds)
+        lines.append(
+            f"| {shape} | {n} | {g.share:.2f} ({g.gpus}) | {s.share:.2f} ({s.gpus}) | "
+            f"{s1.share:.2f} ({s1.gpus}) | {x.share:.2f} ({x.gpus}) | "
+            f"{ratio(g.share, s.share)} | {ratio(g.share, s1.share)} | "
+            f"{ratio(g.share, g.lower_bound)} | {ratio(s.share, g.lower_bound)} | {opt_txt} | "
+            f"{g.seconds:.3f} | {s.seconds:.3f} |")
+        print(lines[-1], file=sys.stderr, flush=True)
+    return lines, facts
+
+
+def gap(args: argparse.Namespace, count: int) -> tuple[list[str], list[tuple[float, bool]]]:
+    cost = make_cost_model(args.cost_model)
+    lines = [
+        "",
+        "## Gap to the exact optimum on small single-model workloads",
+        "",
+        "`optimal` is the MILP (HiGHS) of the problem graft searches: 2e stages, time-shared"
+        " slices and planned hand-offs (graft.planner.optimal states what it covers);"
+        " `optimal-2e` and `graft-2e` leave out time-shared slices. The workloads are"
+        f" {count} seeded random single-model workloads (`graft.planner.optimal.gap_workloads`);"
+        f" each MILP run has {OPTIMAL_LIMIT_S['value']:g} s. Where the solver stops at its time"
+        " limit, its plan is only the best it found, so graft/optimal there is a lower bound on"
+        " graft's true gap.",
+        "",
+        "| workload | flows | graft | optimal | graft/optimal | graft-2e/optimal-2e |"
+        " gslice/optimal | solver | optimal time (s) |",
+        "|---|---:|---:|---:|---:|---:|---:|---|---:|",
+    ]
+    gaps: list[tuple[float, bool]] = []
+    for name, w in gap_workloads(cost, count=count, seed=0):
+        g, g2, s, o, o2 = (run(p, w, cost) for p in
+                           ("graft", "graft-2e", "gslice", "optimal", "optimal-2e"))
+        if o.share:
+            gaps.append((g.share / o.share, o.note.startswith("Optimal")))
+        lines.append(
+            f"| {name} | {len(w.flows)} | {g.share:.3f} | "
+            f"{'-' if o.share is None else f'{o.share:.3f}'} | {ratio(g.share, o.share)} | "
+            f"{ratio(g2.share, o2.share)} | {ratio(s.share, o.share)} | {o.note or '-'} | "
+            f"{o.seconds:.2f} |")
+        print(lines[-1], file=sys.stderr, flush=True)
+    return lines, gaps
+
+
+def summary(facts: dict, gaps: list[float]) -> list[str]:
+    lines = ["", "## Summary", ""]
+    ratios: dict = facts["ratio"]
+    if ratios:
+        lines.append("graft / gslice total share, per suite family (median, worst row):")
+        lines.append("")
+        for shape in dict.fromkeys(s for s, _ in ratios):
+            vals = [v for (s, _), v in ratios.items() if s == shape]
+            worst_n = max(((n, v) for (s, n), v in ratios.items() if s == shape),
+                          key=lambda t: t[1])[0]
+            lines.append(f"- {shape}: median {statistics.median(vals):.3f}, worst "
+                         f"{max(vals):.3f} ({worst_n:,} flows).")
+        (ws, wn), worst = max(ratios.items(), key=lambda t: t[1])
+        lines += [
+            "",
+            f"- Worst graft / gslice over the whole suite: {worst:.3f} ({ws} {wn:,}); "
+            f"best {min(ratios.values()):.3f}; median "
+            f"{statistics.median(ratios.values()):.3f}. graft's search contains every "
+            "gslice plan, so no row can exceed 1.000 (up to 1e-6).",
+            f"- graft / gslice GPUs: median {statistics.median(facts['gpus'].values()):.3f},"
+            f" worst {max(facts['gpus'].values()):.3f}, best {min(facts['gpus'].values()):.3f}.",
+            f"- lower bound / gslice share: median {statistics.median(facts['lb'].values()):.3f},"
+            f" highest {max(facts['lb'].values()):.3f} (no planner's total share goes below the"
+            " lower bound).",
+        ]
+    for n, limit in ((1000, 1.0), (10000, 10.0)):
+        if n in facts["time"]:
+            t = facts["time"][n]
+            lines.append(f"- graft planning time at {n:,} flows: at most {t:.2f} s over the "
+                         f"shapes (target < {limit:g} s, one core): "
+                         f"**{'met' if t < limit else 'not met'}**.")
+    if gaps:
+        ratios = [r for r, _ in gaps]
+        proven = [r for r, ok in gaps if ok]
+        lines.append(f"- graft / optimal (slices included) on {len(gaps)} workloads: median "
+                     f"{statistics.median(ratios):.3f}, worst {max(ratios):.3f}; "
+                     f"{len(proven)} proven optimal"
+                     + (f" (worst there {max(proven):.3f})" if proven else "")
+                     + f" (target <= 1.05: **{'met' if max(ratios) <= 1.05 else 'not met'}**).")
+    return lines
 
 
 def main() -> None:
@@ -90,108 +227,14 @@ def main() -> None:
     ap.add_argument("--cost-model", default="analytic:v100")
     ap.add_argument("--output", default="bench/results/planner.md")
     ap.add_argument("--quick", action="store_true", help="a small smoke suite")
+    ap.add_argument("--optimal-time-limit", type=float, default=30.0,
+                    help="seconds per MILP run in the gap table (default 30)")
     args = ap.parse_args()
-    cost = make_cost_model(args.cost_model)
-    suite, gap_suite = (QUICK_SUITE, QUICK_GAP) if args.quick else (FULL_SUITE, GAP_SUITE)
-
-    lines = [
-        "# Planner benchmark",
-        "",
-        f"Command: `python bench/planner_bench.py{' --quick' if args.quick else ''}"
-        f" --cost-model {args.cost_model}` (`make bench-planner`).",
-        f"Machine: {platform.processor() or platform.machine()}, Python "
-        f"{platform.python_version()}, one thread. Date: {time.strftime('%Y-%m-%d')}.",
-        "Total share = GPU fractions summed over stage replicas (GPU-seconds per second);"
-        " GPUs = devices after packing. Every plan passed the verifier. Planning times are"
-        " cold: every run gets a fresh cost model, so they include building its latency"
-        " tables, as one `graft plan` run does.",
-        "",
-        "## Suite: five models, 10 to 10,000 flows",
-        "",
-        "| workload | flows | graft share (GPUs) | gslice share (GPUs) | nexus share (GPUs) |"
-        " graft/gslice | graft/LB | gslice/LB | nexus/LB | optimal share | graft time (s) |"
-        " gslice time (s) | nexus time (s) |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|",
-    ]
-    het_ratios, het_gpus, het_floor = [], [], []
-    het_floor_rows: list[tuple[str, float]] = []
-    het_pooled = [0.0, 0.0, 0.0]  # graft, gslice and lower-bound shares summed
-    graft_time: dict[int, float] = {}  # flows -> slowest graft planning time over shapes
-    for shape, n in suite:
-        w = synthetic_workload(cost, n, SHAPES[shape], seed=n)
-        # a fresh cost model per run (make_cost_model caches one per name): times include
-        # building its tables, as one `graft plan` run does
-        res = {p: run(p, w, make_cost_model.__wrapped__(args.cost_model)) for p in PLANNERS
-               if p != "optimal" or n <= 10}
-        g, s, x = res["graft"], res["gslice"], res["nexus"]
-        graft_time[n] = max(graft_time.get(n, 0.0), g.seconds)
-        opt = res.get("optimal")
-        opt_txt = ("-" if opt is None else f"{opt.share:.2f}" if opt.share else "not solved")
-        if shape in HETEROGENEOUS:
-            het_ratios.append(g.share / s.share)
-            het_gpus.append(g.gpus / s.gpus)
-            het_floor.append(g.lower_bound / s.share)
-            het_floor_rows.append((f"{shape} {n}", g.lower_bound / s.share))
-            het_pooled = [a + b for a, b in zip(het_pooled, (g.share, s.share, g.lower_bound))]
-        lines.append(
-            f"| {shape} | {n} | {g.share:.2f} ({g.gpus}) | {s.share:.2f} ({s.gpus}) | "
-            f"{x.share:.2f} ({x.gpus}) | {ratio(g.share, s.share)} | "
-            f"{ratio(g.share, g.lower_bound)} | {ratio(s.share, g.lower_bound)} | "
-            f"{ratio(x.share, g.lower_bound)} | {opt_txt} | {g.seconds:.3f} | "
-            f"{s.seconds:.3f} | {x.seconds:.3f} |")
-        print(lines[-1], file=sys.stderr, flush=True)
-
-    lines += [
-        "",
-        "## Gap to the exact optimum (MILP, HiGHS) on small single-model workloads",
-        "",
-        "`optimal` solves the 2e-rule problem exactly (no time-shared slices); `graft-2e` is"
-        " graft without its time-sharing pass, the same problem, so graft-2e/optimal is the"
-        " optimality gap. Full graft may go below optimal by time-sharing slices.",
-        "",
-        "| model | flows | shape | seed | graft | graft-2e | optimal | graft-2e/optimal |"
-        " graft/optimal | gslice/optimal | solver | optimal time (s) |",
-        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---|---:|",
-    ]
-    gaps = []
-    for model, n, shape, seed in gap_suite:
-        w = synthetic_workload(cost, n, SHAPES[shape], models=(model,), seed=seed)
-        g, g2, s, o = (run(p, w, cost) for p in ("graft", "graft-2e", "gslice", "optimal"))
-        if o.share:
-            gaps.append(g2.share / o.share)
-        lines.append(
-            f"| {model} | {n} | {shape} | {seed} | {g.share:.3f} | {g2.share:.3f} | "
-            f"{'-' if o.share is None else f'{o.share:.3f}'} | {ratio(g2.share, o.share)} | "
-            f"{ratio(g.share, o.share)} | {ratio(s.share, o.share)} | {o.note or '-'} | "
-            f"{o.seconds:.2f} |")
-        print(lines[-1], file=sys.stderr, flush=True)
-
-    lines += ["", "## Summary", ""]
-    if het_ratios:
-        lines.append(f"- graft / gslice total share on the heterogeneous half: median "
-                     f"{statistics.median(het_ratios):.3f}, worst {max(het_ratios):.3f} "
-                     "(target <= 0.6).")
-        lines.append(f"- graft / gslice GPUs on the heterogeneous half: median "
-                     f"{statistics.median(het_gpus):.3f}, best {min(het_gpus):.3f}.")
-        out_of_reach = [name for name, floor in het_floor_rows if floor > 0.6]
-        lines.append(f"- lower bound / gslice share on the heterogeneous half: median "
-                     f"{statistics.median(het_floor):.3f}, highest {max(het_floor):.3f}: no "
-                     "planner's total share can go below the lower bound, so a ratio to "
-                     "gslice below these is out of reach on these rows; the 0.6 target is "
-                     f"below the bound on {len(out_of_reach)} of {len(het_floor)} rows"
-                     + (f" ({', '.join(out_of_reach)})" if out_of_reach else "") + ".")
-        lines.append(f"- pooled over the heterogeneous half (shares summed): graft / gslice "
-                     f"{het_pooled[0] / het_pooled[1]:.3f}, lower bound / gslice "
-                     f"{het_pooled[2] / het_pooled[1]:.3f}.")
-    for n, limit in ((1000, 1.0), (10000, 10.0)):
-        if n in graft_time:
-            lines.append(f"- graft planning time at {n:,} flows: at most {graft_time[n]:.2f} s "
-                         f"over the shapes (target < {limit:g} s, one core): "
-                         f"**{'met' if graft_time[n] < limit else 'not met'}**.")
-    if gaps:
-        lines.append(f"- graft-2e / optimal where optimal solves: median "
-                     f"{statistics.median(gaps):.3f}, worst {max(gaps):.3f} (target <= 1.10).")
-    text = "\n".join(lines) + "\n"
+    OPTIMAL_LIMIT_S["value"] = args.optimal_time_limit
+    rows, count = (QUICK_SUITE, QUICK_GAP) if args.quick else (FULL_SUITE, GAP_COUNT)
+    suite_lines, facts = suite(args, rows)
+    gap_lines, gaps = gap(args, count)
+    text = "\n".join(header(args) + suite_lines + gap_lines + summary(facts, gaps)) + "\n"
     os.makedirs(os.path.dirname(args.output) or ".", exist_ok=True)
     with open(args.output, "w") as fh:
         fh.write(text)
