@@ -270,9 +270,22 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from graft.runtime.http import TOKEN_ENV
 
     token = args.admin_token or os.environ.get(TOKEN_ENV) or None
+    replan = None
+    if args.replan_every is not None:
+        from graft.serving.replan import ReplanConfig
+
+        if not 0.1 <= args.replan_every <= 86400:
+            raise GraftInputError("--replan-every must be in [0.1, 86400] seconds, got "
+                                  f"{args.replan_every}", field="replan_every")
+        if not 0 <= args.hysteresis < 1:
+            raise GraftInputError(f"--hysteresis must be in [0, 1), got {args.hysteresis}",
+                                  field="hysteresis")
+        replan = ReplanConfig(period_s=args.replan_every, window_s=args.replan_every,
+                              hysteresis=args.hysteresis)
     serve(plan, workload, cost, host=args.host, port=args.port,
           grpc_port=args.grpc_port or None, device=args.device, weights=args.weights,
-          seed=args.seed, admin_token=token)
+          seed=args.seed, admin_token=token, replan=replan,
+          planner=make_planner(args.planner))
     return 0
 
 
@@ -437,6 +450,15 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--admin-token", default=None,
                     help="token the admin endpoints require (default: $GRAFT_ADMIN_TOKEN; "
                          "without one they are off)")
+
+    sp.add_argument("--replan-every", type=float, default=None,
+                    help="re-plan the arrivals of the last S seconds every S seconds with "
+                         "--planner, and swap when the simulator's rules say so")
+    from graft.serving.replan import ReplanConfig
+
+    sp.add_argument("--hysteresis", type=float, default=ReplanConfig.hysteresis,
+                    help="re-planning swaps for savings above this fraction (default "
+                         f"{ReplanConfig.hysteresis:g})")
 
     sp = add("loadgen", cmd_loadgen, "drive a server with client requests and measure it")
     sp.add_argument("url", help="the server's HTTP address, e.g. http://127.0.0.1:8000")

@@ -27,6 +27,7 @@ import numpy as np
 from graft.cost.base import CostModel
 from graft.plan.plan import TEMPORAL, Plan
 from graft.runtime.metrics import ServerMetrics
+from graft.runtime.replanner import ArrivalLog
 from graft.runtime.worker import (
     Done,
     Failed,
@@ -279,6 +280,8 @@ class Engine:
         self.seed = seed
         self.stats: dict[str, StageStats] = defaultdict(StageStats)
         self.metrics = ServerMetrics()
+        #: recent arrivals, for re-planning
+        self.arrivals = ArrivalLog()
         self._on_batch = on_batch
         self._pending: dict[int, _Pending] = {}
         #: every in-flight sample's key -> the first key of its request
@@ -452,6 +455,9 @@ class Engine:
         Every outcome is counted in ``metrics``."""
         name = f"{model}.p{partition}"
         t0 = now_ms()
+        default = self.pool.default_budget_ms.get((model, partition))
+        if budget_ms is not None or default is not None:
+            self.arrivals.add(model, partition, budget_ms if budget_ms is not None else default)
         try:
             future = self.submit(model, partition, x, budget_ms, asyncio.get_running_loop())
             budget = future.graft_budget_ms  # type: ignore[attr-defined]

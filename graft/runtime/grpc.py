@@ -109,10 +109,10 @@ class Servicer(service_pb2_grpc.GRPCInferenceServiceServicer):
 
     async def ModelReady(self, request, context):  # noqa: N802, ANN001, ANN201
         try:
-            fragment(request.name, request.version, self.engine.fragments)
+            key = fragment(request.name, request.version, self.engine.fragments)
         except NotFound:
             return service_pb2.ModelReadyResponse(ready=False)
-        return service_pb2.ModelReadyResponse(ready=True)
+        return service_pb2.ModelReadyResponse(ready=key in self.engine.fragments)
 
     async def ServerMetadata(self, request, context):  # noqa: N802, ANN001, ANN201
         from graft import __version__

@@ -122,8 +122,9 @@ async def model_metadata(request: web.Request) -> web.Response:
 
 @_route
 async def model_ready(request: web.Request) -> web.Response:
-    _fragment(request)
-    return web.Response(status=200)
+    key = _fragment(request)
+    served = key in request.app[ENGINE].fragments
+    return web.Response(status=200 if served else 400)
 
 
 @_route

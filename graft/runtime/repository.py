@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from graft.models.catalog import get_model
+from graft.models.catalog import get_model, model_names
 from graft.runtime.protocol import ProtocolError
 
 INPUT_NAME = "INPUT__0"
@@ -48,11 +48,15 @@ def output_shape(model: str) -> tuple[int, ...]:
 
 
 def fragment(name: str, version: str | None, served: list[tuple[str, int]]) -> tuple[str, int]:
-    """(model, partition) of entry ``name``; ``NotFound`` unless ``served`` has it."""
+    """(model, partition) of entry ``name``: any partition point of a known model is an
+    entry (the plan in force may not route it yet: the engine refuses those requests, and
+    re-planning sees them); ``NotFound`` for anything else."""
     m = _NAME.match(name)
     key = (m["model"], int(m["p"])) if m else None
-    if key is None or key not in served:
-        raise NotFound(f"unknown model {name!r}: this server has "
+    if key is None or key[0] not in model_names() or not 0 <= key[1] < get_model(
+            key[0]).num_blocks:
+        raise NotFound(f"unknown model {name!r}: entries are <model>.p<k> for a partition "
+                       f"point k of a known model; this server's plan serves "
                        f"{', '.join(model_name(*k) for k in served) or 'none'}")
     if version not in (None, "", VERSION):
         raise NotFound(f"model {name!r} has only version {VERSION}, not {version!r}")

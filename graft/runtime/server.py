@@ -21,10 +21,14 @@ from aiohttp import web
 
 from graft.cost.base import CostModel
 from graft.errors import GraftInputError
+from graft.models.catalog import model_names
 from graft.plan.plan import Plan
+from graft.planner.base import Planner
 from graft.runtime.engine import Engine
 from graft.runtime.grpc import start_grpc
 from graft.runtime.http import make_app
+from graft.runtime.replanner import Replanner
+from graft.serving.replan import ReplanConfig
 from graft.workload.flows import Flow, Workload
 
 log = logging.getLogger(__name__)
@@ -42,9 +46,11 @@ def workload_of(plan: Plan) -> Workload:
     return Workload(tuple(flows))
 
 
-def resolve_weights(path: str | None, models: set[str]) -> dict[str, str | None]:
+def resolve_weights(path: str | None, models: set[str], *, strict: bool = True
+                    ) -> dict[str, str | None]:
     """model -> state_dict file: ``path`` itself for a single-model plan, or
-    ``<path>/<model>.pt`` for each model; nothing without ``path``."""
+    ``<path>/<model>.pt`` for each model (with ``strict``, every one must be there); nothing
+    without ``path``."""
     if path is None:
         return {}
     p = Path(path)
@@ -52,9 +58,10 @@ def resolve_weights(path: str | None, models: set[str]) -> dict[str, str | None]
         out: dict[str, str | None] = {}
         for m in sorted(models):
             f = p / f"{m}.pt"
-            if not f.is_file():
+            if f.is_file():
+                out[m] = str(f)
+            elif strict:
                 raise GraftInputError(f"--weights folder {path} has no {m}.pt", field="weights")
-            out[m] = str(f)
         return out
     if not p.is_file():
         raise GraftInputError(f"--weights {path} is neither a file nor a folder",
@@ -117,14 +124,25 @@ async def _serve(engine: Engine, host: str, port: int, grpc_port: int | None,
 
 def serve(plan: Plan, workload: Workload | None, cost: CostModel, *, host: str = "127.0.0.1",
           port: int = 8000, grpc_port: int | None = 8001, device: str = "cpu",
-          weights: str | None = None, seed: int = 0, admin_token: str | None = None) -> None:
-    """Serve ``plan`` until SIGINT or SIGTERM."""
+          weights: str | None = None, seed: int = 0, admin_token: str | None = None,
+          replan: ReplanConfig | None = None, planner: Planner | None = None) -> None:
+    """Serve ``plan`` until SIGINT or SIGTERM; with ``replan``, re-plan the observed
+    arrivals with ``planner`` every ``replan.period_s``."""
     models = {s.model for s in plan.stages}
+    if replan is not None:  # a re-plan may route any model: load weights for all of them
+        models = set(model_names())
     engine = Engine(plan, workload if workload is not None else workload_of(plan), cost,
-                    device=device, weights=resolve_weights(weights, models), seed=seed)
+                    device=device, weights=resolve_weights(weights, models, strict=replan is None),
+                    seed=seed)
     log.info("starting %d workers (pid %d)", len(plan.stages), os.getpid())
     engine.start()
+    replanner = None
+    if replan is not None and planner is not None:
+        replanner = Replanner(engine, planner, replan)
+        replanner.start()
     try:
         asyncio.run(_serve(engine, host, port, grpc_port, admin_token))
     finally:
+        if replanner is not None:
+            replanner.stop()
         engine.stop()

@@ -34,6 +34,24 @@ from graft.serving.observe import Arriving, observed_workload
 from graft.serving.routing import route_columns
 from graft.workload.flows import Flow, Workload
 
+
+@dataclass(frozen=True)
+class ReplanConfig:
+    """Plan every ``period_s`` from the requests of the last ``window_s``; switch only when
+    the new plan saves ``hysteresis`` of the total share (or the old one cannot cope); a new
+    plan serves ``startup_s`` after it is decided (in the simulator; the runtime's new plan
+    serves once its workers are ready)."""
+
+    period_s: float = 10.0
+    window_s: float = 10.0
+    hysteresis: float = 0.05
+    startup_s: float = 1.0
+
+
+#: Plans made while serving run every stage at most this fraction of its capacity.
+DEFAULT_MAX_UTILIZATION = 0.8
+
+
 #: Reasons a switch is forced; ``cheaper`` is the optional one.
 FORCED = ("initial", "unrouted", "overloaded")
 #: Relative slack before a stage's observed rate counts as over its provisioned rate.

@@ -51,6 +51,7 @@ from graft.client.traffic import (
 from graft.cost.registry import make_cost_model
 from graft.errors import GraftInputError
 from graft.models.catalog import get_model
+from graft.serving.replan import DEFAULT_MAX_UTILIZATION, ReplanConfig
 from graft.workload.arrivals import ARRIVALS
 from graft.workload.tracegen import LTE_UPLINK, LinkState, MarkovRateModel
 from graft.workload.traces import BandwidthTrace, load_trace
@@ -70,18 +71,6 @@ TRACE_PRESETS: dict[str, MarkovRateModel] = {"lte": LTE_UPLINK, "wifi": WIFI_UPL
 TRACE_SUFFIXES = (".up", ".csv", ".log", "")
 #: Scenarios that need no file.
 BUILTIN = ("paper",)
-
-
-@dataclass(frozen=True)
-class ReplanConfig:
-    """Plan every ``period_s`` from the requests of the last ``window_s``; switch only when
-    the new plan saves ``hysteresis`` of the total share (or the old one cannot cope); a new
-    plan serves ``startup_s`` after it is decided."""
-
-    period_s: float = 10.0
-    window_s: float = 10.0
-    hysteresis: float = 0.05
-    startup_s: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -115,7 +104,7 @@ class Scenario:
     clients: tuple[ClientGroup, ...]
     seed: int = 0
     cost_model: str = "analytic:v100"
-    max_utilization: float = 0.8
+    max_utilization: float = DEFAULT_MAX_UTILIZATION
     jitter: float = 0.0
     replan: ReplanConfig = field(default_factory=ReplanConfig)
     #: Where relative trace paths resolve (the scenario file's folder, or --trace-dir).
@@ -281,7 +270,8 @@ def parse_scenario(data: Any, *, name: str = "scenario", base_dir: str = ".") ->
         clients=tuple(parse_group(g, i, duration) for i, g in enumerate(groups)),
         seed=_integer(raw, "seed", "", default=0),
         cost_model=cost_model,
-        max_utilization=_number(raw, "max_utilization", "", default=0.8, minimum=0,
+        max_utilization=_number(raw, "max_utilization", "", default=DEFAULT_MAX_UTILIZATION,
+                                minimum=0,
                                 exclusive=True, maximum=1),
         jitter=_number(raw, "jitter", "", default=0.0, minimum=0),
         replan=parse_replan(raw.get("replan", {}), duration),
