@@ -254,3 +254,20 @@ def test_loadgen_open_and_closed_loop_report_every_request(server, tmp_path):
     closed = asyncio.run(loadgen.run_closed_loop(f"http://{url}", flows, concurrency=4,
                                                  duration_s=1.0))
     assert closed.rows()[-1]["answered"] > 10 and "| tiny.p0 |" in closed.table()
+
+
+def test_client_sdk_runs_the_head_here_and_the_rest_on_the_server(server, reference):
+    from graft.client.sdk import SplitClient
+
+    url, _ = server
+    _, x, want = reference["mobilenet_v2"]
+    # 20 s SLO: every served point is feasible; low bandwidth favours the late point
+    slow = SplitClient(url, "mobilenet_v2", slo_ms=20000.0, bandwidth_mbps=0.5)
+    assert slow.served == [5, 15]
+    got = slow.infer(x.numpy())
+    assert got.partition == 15 and got.server_budget_ms > 0
+    np.testing.assert_allclose(got.output, want, atol=ATOL, rtol=0)
+    fixed = SplitClient(url, "mobilenet_v2", slo_ms=20000.0, policy="fixed", partition=5)
+    got = fixed.infer(x.numpy())
+    assert got.partition == 5
+    np.testing.assert_allclose(got.output, want, atol=ATOL, rtol=0)
