@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(GRAFT) compare
+	$(GRAFT) demo -o demo-out
 
 test: $(STAMP)
 	$(PY) -m ruff check graft tests bench

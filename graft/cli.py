@@ -334,6 +334,15 @@ def cmd_loadgen(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_demo(args: argparse.Namespace) -> int:
+    from graft.demo import run_demo
+
+    if not 1 <= args.duration <= 600:
+        raise GraftInputError(f"--duration must be in [1, 600] s, got {args.duration}",
+                              field="duration")
+    return run_demo(args.output, duration_s=args.duration)
+
+
 def _int_list(text: str, flag: str) -> list[int]:
     try:
         values = [int(x) for x in text.split(",") if x.strip()]
@@ -459,6 +468,11 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--hysteresis", type=float, default=ReplanConfig.hysteresis,
                     help="re-planning swaps for savings above this fraction (default "
                          f"{ReplanConfig.hysteresis:g})")
+
+    sp = add("demo", cmd_demo, "plan, simulate and serve, end to end, with no input files")
+    sp.add_argument("-o", "--output", default="demo-out", help="folder for what it writes")
+    sp.add_argument("--duration", type=float, default=20.0,
+                    help="seconds of load on the served model (default 20)")
 
     sp = add("loadgen", cmd_loadgen, "drive a server with client requests and measure it")
     sp.add_argument("url", help="the server's HTTP address, e.g. http://127.0.0.1:8000")
