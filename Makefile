@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # torch pins: these install from the local wheel cache; other versions download gigabytes.
 TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 
-.PHONY: setup demo test lint bench-planner bench-sim calibrate regenerate-models clean
+.PHONY: setup demo test lint bench-planner bench-sim bench-runtime calibrate regenerate-models clean
 
 setup: $(STAMP)
 
@@ -32,6 +32,9 @@ bench-planner: $(STAMP)
 
 bench-sim: $(STAMP)
 	$(PY) bench/sim_bench.py --output bench/results/sim.md
+
+bench-runtime: $(STAMP)
+	$(PY) bench/runtime_bench.py --output bench/results/runtime.md
 
 calibrate: $(STAMP)
 	$(GRAFT) calibrate

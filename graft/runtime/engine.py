@@ -40,6 +40,7 @@ from graft.runtime.worker import (
     WorkerSpec,
     add_load,
     now_ms,
+    pack,
     run_worker,
 )
 from graft.serving.routing import Router
@@ -92,12 +93,19 @@ class _Pending:
 
 @dataclass
 class StageStats:
-    """Batches a stage ran: count, samples and seconds, and a histogram of batch sizes."""
+    """Batches a stage ran: count, samples and seconds, and per batch size how many ran and
+    their seconds in all."""
 
     batches: int = 0
     samples: int = 0
     seconds: float = 0.0
     sizes: dict[int, int] = field(default_factory=lambda: defaultdict(int))
+    seconds_by_size: dict[int, float] = field(default_factory=lambda: defaultdict(float))
+
+    def mean_ms(self, size: int) -> float | None:
+        """Mean execution time of a batch of ``size``, ms (None if none ran)."""
+        n = self.sizes.get(size, 0)
+        return self.seconds_by_size[size] / n * 1000.0 if n else None
 
 
 def worker_specs(plan: Plan, *, device: str, weights: dict[str, str | None], seed: int,
@@ -225,7 +233,7 @@ class Pool:
             elif isinstance(msg, Ran):
                 engine._ran(msg.stage, msg.batch, msg.seconds)
             elif isinstance(msg, Done):
-                y = msg.y.numpy()
+                y = msg.y if isinstance(msg.y, np.ndarray) else msg.y.numpy()
                 for row, key in enumerate(msg.keys):
                     engine._deliver(key, y[row], None)
             elif isinstance(msg, Failed):
@@ -443,7 +451,7 @@ class Engine:
                 self._owner_of[k] = first
         items = [Item(first + i, flow, 0, deadline) for i in range(n)]
         try:
-            pool.send(flow, items, torch.from_numpy(np.array(x, copy=True)))
+            pool.send(flow, items, pack(torch.from_numpy(np.array(x, copy=True))))
         except Rejected:
             self._forget(first)
             raise
@@ -482,6 +490,7 @@ class Engine:
         st.samples += batch
         st.seconds += seconds
         st.sizes[batch] += 1
+        st.seconds_by_size[batch] += seconds
         self.metrics.ran(stage, batch, seconds)
         if self._on_batch is not None:
             self._on_batch(stage, batch, seconds)

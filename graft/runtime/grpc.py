@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from typing import Any
 
 import grpc
@@ -153,6 +154,13 @@ class Servicer(service_pb2_grpc.GRPCInferenceServiceServicer):
             for k in self.engine.fragments])
 
     async def ModelInfer(self, request, context):  # noqa: N802, ANN001, ANN201
+        t0 = time.perf_counter()
+        try:
+            return await self._infer(request, context)
+        finally:
+            self.engine.metrics.server.labels("grpc").observe(time.perf_counter() - t0)
+
+    async def _infer(self, request, context):  # noqa: ANN001, ANN202
         try:
             model, partition = fragment(request.model_name, request.model_version,
                                         self.engine.fragments)

@@ -16,6 +16,7 @@ import asyncio
 import hmac
 import json
 import logging
+import time
 from typing import Any
 
 from aiohttp import web
@@ -141,6 +142,14 @@ async def repository_index(request: web.Request) -> web.Response:
 
 @_route
 async def infer(request: web.Request) -> web.Response:
+    t0 = time.perf_counter()
+    try:
+        return await _infer(request)
+    finally:
+        request.app[ENGINE].metrics.server.labels("http").observe(time.perf_counter() - t0)
+
+
+async def _infer(request: web.Request) -> web.Response:
     model, partition = _fragment(request)
     body = await request.read()
     req = decode_request(body, request.headers.get(HEADER_LENGTH))

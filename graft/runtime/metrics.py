@@ -11,7 +11,8 @@ from prometheus_client import CONTENT_TYPE_LATEST as CONTENT_TYPE  # noqa: N811
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128)
-SECONDS_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0)
+SECONDS_BUCKETS = (0.00025, 0.0005, 0.00075, 0.001, 0.0015, 0.002, 0.003, 0.005, 0.01, 0.02,
+                   0.05, 0.1, 0.2, 0.5, 1.0, 2.0)
 
 __all__ = ["CONTENT_TYPE", "ServerMetrics"]
 
@@ -34,6 +35,10 @@ class ServerMetrics:
                                ["model", "reason"], registry=r)
         self.latency = Histogram("graft_request_seconds", "server time of answered requests",
                                  ["model"], buckets=SECONDS_BUCKETS, registry=r)
+        self.server = Histogram("graft_server_seconds",
+                                "time a frontend spent on an infer request: decoding, routing, "
+                                "queues, execution, hand-offs, encoding", ["protocol"],
+                                buckets=SECONDS_BUCKETS, registry=r)
         self.plan = Gauge("graft_plan_info", "the plan in force (value: its total share)",
                           ["planner", "cost_model", "gpus"], registry=r)
 

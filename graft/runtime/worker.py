@@ -38,6 +38,25 @@ log = logging.getLogger(__name__)
 
 #: How long an idle worker blocks on its inbox before checking again, seconds.
 IDLE_WAIT_S = 0.05
+#: Tensors smaller than this travel pickled through the queue's pipe (one copy, about
+#: 0.15 ms a hop here); larger ones in shared memory (a file descriptor passed, about 1.2 ms a
+#: hop whatever the size), measured on this 2-core machine.
+SHARED_MEMORY_BYTES = 256 * 1024
+
+
+def pack(x: Any) -> Any:
+    """A tensor ready for a queue: a numpy array when small, else the (CPU shared-memory or
+    CUDA IPC) tensor itself."""
+    if x.device.type == "cpu" and x.element_size() * x.nelement() < SHARED_MEMORY_BYTES:
+        return x.numpy()
+    return x
+
+
+def unpack(x: Any) -> Any:
+    """The tensor a ``pack``-ed value stands for."""
+    import torch
+
+    return torch.from_numpy(x) if not isinstance(x, torch.Tensor) else x
 
 
 def now_ms() -> float:
@@ -225,7 +244,7 @@ def _receive(inbox: Any, executor: Executor, device: Any, *, block: bool) -> boo
             if msg is None:
                 stop = True
             else:
-                x = msg.x.to(device, non_blocking=True)
+                x = unpack(msg.x).to(device, non_blocking=True)
                 for row, item in enumerate(msg.items):
                     executor.enqueue(msg.stage, _Queued(item, x[row], item.deadline_ms))
             msg = inbox.get_nowait()
@@ -251,6 +270,7 @@ def _forward(spec: WorkerSpec, queued: list[_Queued], y: Any, inboxes: list[Any]
         items = [Item(queued[r].item.key, queued[r].item.flow, queued[r].item.index + 1,
                       queued[r].item.deadline_ms) for r in rows]
         add_load(loads, target, len(items))
-        inboxes[target].put(Work(stage, y[rows].contiguous(), items))
+        inboxes[target].put(Work(stage, pack(y[rows].contiguous()), items))
     if home:
-        results.put(Done([queued[r].item.key for r in home], y[home].cpu().contiguous()))
+        results.put(Done([queued[r].item.key for r in home],
+                         pack(y[home].cpu().contiguous())))
