@@ -44,7 +44,7 @@ from graft.runtime.worker import (
     run_worker,
 )
 from graft.serving.routing import Router
-from graft.serving.topology import build_executors
+from graft.serving.topology import build_executors, executor_gpus
 from graft.workload.flows import Workload
 
 log = logging.getLogger(__name__)
@@ -112,6 +112,7 @@ def worker_specs(plan: Plan, *, device: str, weights: dict[str, str | None], see
                  cores: int | None = None) -> list[WorkerSpec]:
     """One ``WorkerSpec`` per executor of ``plan``."""
     executors, replicas = build_executors(plan)
+    gpus = executor_gpus(plan)
     stages = plan.stage_by_id()
     routes = {r.flow: list(r.stages) for r in plan.routes}
     cores = cores or os.cpu_count() or 1
@@ -120,13 +121,15 @@ def worker_specs(plan: Plan, *, device: str, weights: dict[str, str | None], see
         members = list(ex.members)
         first = stages[members[0]]
         share = 1.0 if plan.gpu_sharing == TEMPORAL else first.run_share
+        on_gpu = device == "cuda"
         specs.append(WorkerSpec(
             index=index,
             stages=[StageSpec(s, stages[s].model, stages[s].start, stages[s].end,
                               stages[s].batch) for s in dict.fromkeys(members)],
             members=members,
-            threads=max(1, round(share * cores)) if device == "cpu" else 1,
-            device=device,
+            threads=max(1, round(share * cores)) if not on_gpu else 1,
+            device=f"cuda:{gpus[index] or 0}" if on_gpu else device,
+            mps_percentage=max(1, round(100 * share)) if on_gpu else None,
             weights={m: weights.get(m) for m in {stages[s].model for s in members}},
             seed=seed,
             routes=routes,

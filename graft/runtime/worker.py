@@ -152,6 +152,9 @@ class WorkerSpec:
     replicas: dict[str, list[int]]
     #: CPU cores to pin to (empty: no pinning)
     cores: list[int] = field(default_factory=list)
+    #: on CUDA, the MPS active-thread percentage of the worker's share (read by MPS when the
+    #: process creates its CUDA context; it only binds when an MPS control daemon runs)
+    mps_percentage: int | None = None
 
 
 def add_load(loads: Any, index: int, delta: int) -> None:
@@ -172,6 +175,8 @@ def run_worker(spec: WorkerSpec, inbox: Any, inboxes: list[Any], results: Any,
     """The worker process's main function."""
     import signal
 
+    if spec.mps_percentage is not None:  # before torch creates the CUDA context
+        os.environ["CUDA_MPS_ACTIVE_THREAD_PERCENTAGE"] = str(spec.mps_percentage)
     import torch
 
     # Ctrl-C reaches the whole process group: the frontend stops the workers in order

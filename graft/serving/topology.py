@@ -18,9 +18,10 @@ from graft.serving.batching import Executor
 from graft.serving.lifecycle import Request
 
 
-def build_executors(plan: Plan) -> tuple[list[Executor[Request]], dict[str, list[int]]]:
-    """One executor per stage replica, per slice replica, or per GPU of a temporal plan."""
+def _groups(plan: Plan) -> tuple[dict[tuple, list[str]], dict[tuple, int | None]]:
+    """The member stages of each executor, in executor order, and each executor's GPU."""
     groups: dict[tuple, list[str]] = defaultdict(list)
+    gpus: dict[tuple, int | None] = {}
     for st in plan.stages:
         for r in range(st.replicas):
             if plan.gpu_sharing == TEMPORAL and len(st.gpus) == st.replicas:
@@ -30,6 +31,20 @@ def build_executors(plan: Plan) -> tuple[list[Executor[Request]], dict[str, list
             else:
                 key = ("stage", st.id, r)
             groups[key].append(st.id)
+            gpus.setdefault(key, st.gpus[r] if r < len(st.gpus) else None)
+    return groups, gpus
+
+
+def executor_gpus(plan: Plan) -> list[int | None]:
+    """The GPU each executor of ``build_executors`` runs on (None where the plan names
+    none)."""
+    groups, gpus = _groups(plan)
+    return [gpus[key] for key in groups]
+
+
+def build_executors(plan: Plan) -> tuple[list[Executor[Request]], dict[str, list[int]]]:
+    """One executor per stage replica, per slice replica, or per GPU of a temporal plan."""
+    groups, _ = _groups(plan)
     batches = {st.id: st.batch for st in plan.stages}
     executors: list[Executor[Request]] = []
     replicas: dict[str, list[int]] = defaultdict(list)
