@@ -5,7 +5,10 @@
 (``graft.serving.routing.Router``: the flow of its fragment whose budget fits, or a rejection
 when its budget is below that route's least latency), hands it to the least-loaded replica
 of its route's first stage, and resolves its future when the last stage's output comes back.
-Results arrive on one queue, read by a listener thread that hands them to the event loop.
+The workers of one plan form a ``Pool``: their queues, a listener thread that hands their
+results to the event loop, and a watchdog. A new plan (``swap``: the admin endpoint, or
+re-planning) gets a new pool while the old one drains; a pool whose worker died is replaced
+by a fresh one of the same plan.
 
 A request with several samples (a batch dimension above 1) travels as that many items and
 completes when all have.
