@@ -22,7 +22,7 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m ruff check graft tests bench
-	$(PY) -m pytest -q
+	timeout 1500 $(PY) -m pytest -q
 
 lint: $(STAMP)
 	$(PY) -m ruff check graft tests bench

@@ -181,6 +181,10 @@ class Pool:
         n = len(self.specs)
         self.inboxes = [self._ctx.Queue() for _ in range(n)]
         self.results = self._ctx.Queue()
+        # never block this process's exit on a queue nobody reads any more (a stopped or
+        # dead worker's inbox with data still in its pipe)
+        for q in (*self.inboxes, self.results):
+            q.cancel_join_thread()
         self.loads = self._ctx.Array("i", n, lock=True)
         self.procs = [self._spawn(spec) for spec in self.specs]
         self._listener = threading.Thread(target=self._listen, name=f"{self.name}-results",
