@@ -440,7 +440,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="seed of requests, traces and jitter (default: the scenario's)")
     sp.add_argument("-o", "--output", required=True, help="folder for the report")
 
-    sp = add("serve", cmd_serve, "serve a plan over the Open Inference Protocol (Triton's HTTP)")
+    sp = add("serve", cmd_serve,
+             "serve a plan over the Open Inference Protocol (Triton's HTTP and gRPC)")
     sp.add_argument("--plan", help="plan JSON to serve (with --workload: checked against it)")
     sp.add_argument("--workload", help="workload JSON: planned with --planner, or the flows "
                                        "of --plan")
