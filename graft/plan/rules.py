@@ -53,11 +53,6 @@ def stage_time_ms(exec_ms: Number, duty_cycle_ms: Number | None = None) -> Numbe
     return duty_cycle_ms + exec_ms
 
 
-def max_exec_ms(time_ms: Number) -> Number:
-    """The largest ``exec_ms`` whose stage time (2e rule) fits in ``time_ms``."""
-    return time_ms / 2
-
-
 def replicas_needed(rate: float, batch: int, period_ms: float) -> int:
     """Fewest replicas with ``replicas * batch * 1000 / period_ms >= rate``."""
     if rate <= 0:
@@ -71,20 +66,22 @@ def seconds_per_request(batch: Number, period_ms: Number) -> Number:
     return period_ms / (1000.0 * batch) * (1 - EPS)
 
 
-def replicas_for(rate: float, per_request_s: np.ndarray) -> np.ndarray:
-    """``replicas_needed`` for arrays of ``seconds_per_request`` (floats)."""
+def replicas_for(rate: Number, per_request_s: np.ndarray) -> np.ndarray:
+    """``replicas_needed`` for arrays of ``seconds_per_request`` (floats; ``rate`` and
+    ``per_request_s`` broadcast against each other)."""
     reps = np.ceil(rate * per_request_s)
     return np.maximum(reps, 1.0, out=reps)
-
-
-def replicas_needed_array(rate: float, batch: np.ndarray, period_ms: np.ndarray) -> np.ndarray:
-    """``replicas_needed`` for arrays of batches and periods (floats)."""
-    return replicas_for(rate, seconds_per_request(batch, period_ms))
 
 
 def capacity_rps(replicas: int, batch: int, period_ms: float) -> float:
     """Requests per second ``replicas`` serve when each runs ``batch`` every ``period_ms``."""
     return replicas * batch * 1000.0 / period_ms
+
+
+def longest_period_ms(batch: Number, rate: Number) -> Number:
+    """The longest period (a duty cycle) at which one replica running ``batch`` still
+    carries ``rate``: the inverse of ``batch_needed``."""
+    return 1000.0 * batch / rate
 
 
 def batch_needed(rate: float, period_ms: float) -> float:

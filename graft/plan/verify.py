@@ -72,13 +72,12 @@ def _check_stage(st: Stage, sharing: str, cost: CostModel) -> list[str]:
         return errs + [f"{name}: {e}"]
     if not _close(st.exec_ms, expected):
         errs.append(f"{name}: exec_ms {st.exec_ms} differs from the cost model's {expected}")
-    period = st.exec_ms
+    period = st.period_ms
     if sharing == TEMPORAL and st.duty_cycle_ms is None:
         return errs + [f"{name}: a temporal stage needs duty_cycle_ms"]
     if sharing == SPATIAL and (st.duty_cycle_ms is None) != (st.slice is None):
         return errs + [f"{name}: a time-shared stage needs both slice and duty_cycle_ms"]
     if st.duty_cycle_ms is not None:
-        period = st.duty_cycle_ms
         if not _le(st.exec_ms, period):
             errs.append(f"{name}: exec_ms {st.exec_ms} exceeds its duty cycle {period}")
         part = run_share * st.exec_ms / period

@@ -23,7 +23,7 @@ import numpy as np
 
 from graft.cost.base import CostModel
 from graft.models.catalog import get_model
-from graft.plan.rules import EPS
+from graft.plan.rules import EPS, replicas_for
 from graft.planner.assemble import StageDraft
 from graft.planner.configs import segment_options
 from graft.workload.flows import Flow
@@ -48,12 +48,13 @@ class FragmentFlows:
 
     def _fronts_by_row(self, first: int) -> list[tuple[np.ndarray, np.ndarray]]:
         """For every flow ``i >= first``, the options its budget admits that no other
-        admitted option beats on both share and seconds per request (``e / 1000 B``): the
-        Pareto front, built incrementally as budgets grow."""
+        admitted option beats on both share and seconds per request
+        (``rules.seconds_per_request``): the Pareto front, built incrementally as budgets
+        grow."""
         opts = self.opts
         grid = np.asarray(self.cost_model.shares, dtype=float)
         share_idx = np.searchsorted(grid, opts.share - 1e-12)
-        per_req = opts.exec_ms / (1000.0 * opts.batch)
+        per_req = opts.per_request_s
         admitted = np.searchsorted(opts.time_ms, self.budget[first:] * (1 + EPS), side="right")
         best_q = np.full(len(grid), np.inf)  # per share, least seconds per request so far
         fronts: list[tuple[np.ndarray, np.ndarray]] = []
@@ -76,7 +77,7 @@ class FragmentFlows:
         share, per_req = front
         if len(share) == 0:
             return np.full(len(rates), np.inf)
-        reps = np.maximum(1.0, np.ceil(np.outer(per_req, rates) * (1 - EPS)))
+        reps = replicas_for(rates[None, :], per_req[:, None])
         return np.min(share[:, None] * reps, axis=0)
 
     def solve(self, starts: Sequence[int]) -> None:

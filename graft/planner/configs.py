@@ -73,7 +73,8 @@ class SegmentOptions:
         self.handoff_ms = handoff[order]
         self.share = shares[g_idx][order]
         self.time_ms = time[order]
-        self._per_request_s = seconds_per_request(self.batch, self.exec_ms)
+        #: Replica-seconds a request takes with each option (``rules.seconds_per_request``).
+        self.per_request_s = seconds_per_request(self.batch, self.exec_ms)
         #: Least time a request can be planned to spend in this stage.
         self.fastest_time_ms = float(self.time_ms[0])
         #: Least GPU-seconds per request any option costs: share * e / (1000 * batch).
@@ -81,7 +82,7 @@ class SegmentOptions:
 
     def _costs(self, rate: float, count: int) -> np.ndarray:
         """Cost of the ``count`` fastest options at ``rate``."""
-        reps = replicas_for(rate, self._per_request_s[:count])
+        reps = replicas_for(rate, self.per_request_s[:count])
         reps *= self.share[:count]
         return reps
 

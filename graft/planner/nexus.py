@@ -105,7 +105,7 @@ def residual_slot(session: Session, rate: float) -> Slot | None:
     best: Slot | None = None
     for b, e in sorted(session.exec_by_batch.items()):
         # the longest cycle that still carries ``rate`` and keeps d + e within budget
-        d = min(b * 1000.0 / rate, session.budget_ms - e)
+        d = min(rules.longest_period_ms(b, rate), session.budget_ms - e)
         if e > d * (1 + EPS):
             continue
         d = max(d, e)  # e within EPS of d: run back to back

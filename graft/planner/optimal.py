@@ -565,10 +565,10 @@ def _useful_for_some_rate(e: np.ndarray, batch: np.ndarray, share: np.ndarray,
     """Mask of options (sorted by time) that are strictly cheapest among the options up to
     them at some rate: the others are dominated by a faster-or-equal option at every rate."""
     useful = np.zeros(len(e), dtype=bool)
-    per_req = e / (1000.0 * batch)
+    per_req = rules.seconds_per_request(batch, e)
     for i in range(0, len(rates), chunk):
         r = rates[i:i + chunk]
-        reps = np.maximum(1.0, np.ceil(np.outer(per_req, r) * (1 - EPS)))
+        reps = rules.replicas_for(r[None, :], per_req[:, None])
         costs = share[:, None] * reps
         best_before = np.vstack([np.full((1, len(r)), np.inf),
                                  np.minimum.accumulate(costs, axis=0)[:-1]])

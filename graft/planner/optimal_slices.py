@@ -230,10 +230,11 @@ def _bound_member(m: Member, mi: int, seg, users: dict, e_lo: np.ndarray, rates:
         us = [ci for ci, at in mine.items() if g in at]
         if not us:
             continue
-        rate = min(1000.0 * m.batch / (e + e_lo[g]), float(rates[us].sum()))
-        best = opts.cheapest(rate, 2 * e + e_lo[g] + m.handoff_ms)
+        rate = min(rules.longest_period_ms(m.batch, e + e_lo[g]), float(rates[us].sum()))
+        best = opts.cheapest(rate, rules.stage_time_ms(e, e + e_lo[g]) + m.handoff_ms)
         m.solo[g] = min(shares[g], best.cost if best is not None else math.inf)
-        m.d_cap[g] = max(min(slack[ci] - e - m.handoff_ms, 1000.0 * m.batch / rates[ci])
+        m.d_cap[g] = max(min(slack[ci] - e - m.handoff_ms,
+                             rules.longest_period_ms(m.batch, rates[ci]))
                          for ci in us)
 
 
@@ -288,10 +289,11 @@ def _useful_batches(grid: np.ndarray, batches: np.ndarray, handoff: np.ndarray,
     below = np.full((len(sums), grid.shape[1]), -np.inf)  # max over smaller batches
     for bi, b in enumerate(batches):
         e = grid[bi][None, :]
-        hi = np.minimum(1000.0 * b / r - e, least[:, None] - 2 * e - handoff[bi])
+        hi = np.minimum(rules.longest_period_ms(b, r) - e,
+                        least[:, None] - rules.stage_time_ms(e) - handoff[bi])
         lo = np.maximum(e_lo[None, :], below if monotone else -np.inf)
         out[bi] = np.any(lo <= hi + _SLACK_MS, axis=0)
-        below = np.maximum(below, 1000.0 * b / r - e)
+        below = np.maximum(below, rules.longest_period_ms(b, r) - e)
     return out
 
 
@@ -314,8 +316,8 @@ def _passable(m: Member, e_lo: np.ndarray, rate: float, slack: float) -> np.ndar
     """Mask of the shares at which a commodity (``rate``, ``slack`` on the segment) may
     pass member ``m``."""
     e = m.exec_ms
-    return ((2 * e + e_lo + m.handoff_ms <= slack + _SLACK_MS)
-            & (rate * (e + e_lo) <= 1000.0 * m.batch * (1 + EPS)))
+    return ((rules.stage_time_ms(e, e + e_lo) + m.handoff_ms <= slack + _SLACK_MS)
+            & (rules.batch_needed(rate, e + e_lo) <= m.batch * (1 + EPS)))
 
 
 def _add_member(members: list[Member], users: dict, m: Member, e_lo: np.ndarray,

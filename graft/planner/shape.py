@@ -48,7 +48,7 @@ def shape_replicas(drafts: list[StageDraft], cost: CostModel,
             continue
         opts = segment_options(cost, d.model, d.start, d.end)
         ok = opts.time_ms <= d.time_cap_ms * (1 + EPS)
-        reps = rules.replicas_needed_array(d.rate, opts.batch, opts.exec_ms)
+        reps = rules.replicas_for(d.rate, opts.per_request_s)
         total = opts.share * reps
         ok &= total <= d.config.cost * (1 + tolerance) + EPS
         if not ok.any():
