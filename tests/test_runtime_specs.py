@@ -4,7 +4,7 @@ percentage on CUDA (checked without a GPU: nothing here starts a process)."""
 from graft.cost.registry import make_cost_model
 from graft.planner.registry import make_planner
 from graft.runtime.engine import worker_specs
-from graft.serving.topology import build_executors, executor_gpus
+from graft.serving.topology import build_executors
 from graft.workload.synthetic import HETEROGENEOUS, synthetic_workload
 
 
@@ -13,7 +13,7 @@ def test_worker_specs_follow_the_plan_placement():
     w = synthetic_workload(cost, 60, HETEROGENEOUS, seed=4)
     plan = make_planner("graft").plan(w, cost)
     executors, _ = build_executors(plan)
-    gpus = executor_gpus(plan)
+    gpus = [p.gpu for p in plan.processes()]
     assert len(gpus) == len(executors) and None not in gpus
     specs = worker_specs(plan, device="cuda", weights={}, seed=0)
     stages = plan.stage_by_id()

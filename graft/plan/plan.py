@@ -135,6 +135,17 @@ class Unserved:
 
 
 @dataclass(frozen=True)
+class Process:
+    """One process (an executor) serving a plan, on ``gpu``: a stage replica, the replica of
+    a time-shared slice (its members take turns), or, in a temporal plan, the sessions of one
+    GPU. ``stages`` are the member stage ids in turn order (a temporal GPU holding two
+    replicas of a stage names it twice)."""
+
+    gpu: int | None
+    stages: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class Plan:
     planner: str
     cost_model: str
@@ -159,6 +170,24 @@ class Plan:
 
     def stage_by_id(self) -> dict[str, Stage]:
         return {s.id: s for s in self.stages}
+
+    def processes(self) -> list[Process]:
+        """The processes that serve this plan (``Process``), in a fixed order: the
+        verifier counts them per GPU, the simulator and the runtime run one executor each."""
+        members: dict[tuple, list[str]] = {}
+        gpus: dict[tuple, int | None] = {}
+        for st in self.stages:
+            for r in range(st.replicas):
+                gpu = st.gpus[r] if r < len(st.gpus) else None
+                if self.gpu_sharing == TEMPORAL and gpu is not None:
+                    key: tuple = ("gpu", gpu)
+                elif st.slice is not None:
+                    key = ("slice", st.slice, r)
+                else:
+                    key = ("stage", st.id, r)
+                members.setdefault(key, []).append(st.id)
+                gpus.setdefault(key, gpu)
+        return [Process(gpus[key], tuple(m)) for key, m in members.items()]
 
     def least_latency_ms(self, cost: CostModel) -> dict[str, float]:
         """Per routed flow, the least time a request can spend in the server

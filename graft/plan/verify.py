@@ -113,23 +113,6 @@ def _check_slices(plan: Plan) -> list[str]:
     return errs
 
 
-def processes(plan: Plan) -> dict[int, list[list[Stage]]]:
-    """Per GPU, its processes, each as the stages it runs: one per stage replica, one per
-    time-shared slice (its members take turns in one process)."""
-    out: dict[int, list[list[Stage]]] = defaultdict(list)
-    slices: dict[tuple[str, int], list[Stage]] = {}
-    for st in plan.stages:
-        for g in st.gpus:
-            if st.slice is None:
-                out[g].append([st])
-            elif (st.slice, g) in slices:
-                slices[(st.slice, g)].append(st)
-            else:
-                slices[(st.slice, g)] = [st]
-                out[g].append(slices[(st.slice, g)])
-    return out
-
-
 def _check_gpus(plan: Plan, cost: CostModel) -> list[str]:
     load: dict[int, float] = defaultdict(float)
     cycles: dict[int, set[float]] = defaultdict(set)
@@ -146,13 +129,19 @@ def _check_gpus(plan: Plan, cost: CostModel) -> list[str]:
         errs += [f"gpu {g}: stages with different duty cycles {sorted(c)}"
                  for g, c in sorted(cycles.items()) if len(c) > 1]
     limits = cost.limits
-    for g, procs in sorted(processes(plan).items()):
+    stages = plan.stage_by_id()
+    on_gpu: dict[int, list[tuple[str, ...]]] = defaultdict(list)
+    for p in plan.processes():
+        if p.gpu is not None:
+            on_gpu[p.gpu].append(p.stages)
+    for g, procs in sorted(on_gpu.items()):
         if len(procs) > limits.max_processes:
             errs.append(f"gpu {g}: {len(procs)} processes, more than the "
                         f"{limits.max_processes} {cost.name} allows on one device")
         try:
             mem = sum(rules.process_memory_bytes(
-                cost, [(s.model, s.start, s.end, s.batch) for s in proc]) for proc in procs)
+                cost, [(s.model, s.start, s.end, s.batch)
+                       for s in (stages[i] for i in dict.fromkeys(proc))]) for proc in procs)
         except (GraftInputError, IndexError):
             continue  # a stage with an unknown model or blocks: named by _check_stage
         if mem > limits.memory_bytes:

@@ -47,7 +47,7 @@ from graft.runtime.worker import (
     run_worker,
 )
 from graft.serving.routing import Router
-from graft.serving.topology import build_executors, executor_gpus
+from graft.serving.topology import build_executors
 from graft.workload.flows import Workload
 
 log = logging.getLogger(__name__)
@@ -115,7 +115,7 @@ def worker_specs(plan: Plan, *, device: str, weights: dict[str, str | None], see
                  cores: int | None = None) -> list[WorkerSpec]:
     """One ``WorkerSpec`` per executor of ``plan``."""
     executors, replicas = build_executors(plan)
-    gpus = executor_gpus(plan)
+    gpus = [p.gpu for p in plan.processes()]
     stages = plan.stage_by_id()
     routes = {r.flow: list(r.stages) for r in plan.routes}
     cores = cores or os.cpu_count() or 1

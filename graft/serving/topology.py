@@ -13,42 +13,18 @@ from collections import defaultdict
 
 from graft.cost.base import CostModel
 from graft.plan import rules
-from graft.plan.plan import TEMPORAL, Plan
+from graft.plan.plan import Plan
 from graft.serving.batching import Executor
 from graft.serving.lifecycle import Request
 
 
-def _groups(plan: Plan) -> tuple[dict[tuple, list[str]], dict[tuple, int | None]]:
-    """The member stages of each executor, in executor order, and each executor's GPU."""
-    groups: dict[tuple, list[str]] = defaultdict(list)
-    gpus: dict[tuple, int | None] = {}
-    for st in plan.stages:
-        for r in range(st.replicas):
-            if plan.gpu_sharing == TEMPORAL and len(st.gpus) == st.replicas:
-                key: tuple = ("gpu", st.gpus[r])
-            elif st.slice is not None:
-                key = ("slice", st.slice, r)
-            else:
-                key = ("stage", st.id, r)
-            groups[key].append(st.id)
-            gpus.setdefault(key, st.gpus[r] if r < len(st.gpus) else None)
-    return groups, gpus
-
-
-def executor_gpus(plan: Plan) -> list[int | None]:
-    """The GPU each executor of ``build_executors`` runs on (None where the plan names
-    none)."""
-    groups, gpus = _groups(plan)
-    return [gpus[key] for key in groups]
-
-
 def build_executors(plan: Plan) -> tuple[list[Executor[Request]], dict[str, list[int]]]:
-    """One executor per stage replica, per slice replica, or per GPU of a temporal plan."""
-    groups, _ = _groups(plan)
+    """One executor per process of the plan (``Plan.processes``: a stage replica, a slice
+    replica, or a GPU of a temporal plan), and per stage the indices of its executors."""
     batches = {st.id: st.batch for st in plan.stages}
     executors: list[Executor[Request]] = []
     replicas: dict[str, list[int]] = defaultdict(list)
-    for members in groups.values():
+    for members in (p.stages for p in plan.processes()):
         index = len(executors)
         executors.append(Executor(members, {m: batches[m] for m in set(members)}))
         for m in set(members):
