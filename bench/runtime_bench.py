@@ -23,7 +23,6 @@ import os
 import platform
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -35,7 +34,7 @@ from graft.cost.profiler import profile_model, write_profile
 from graft.plan.rules import needed_budget_ms
 from graft.planner.registry import make_planner
 from graft.runtime.engine import Engine
-from graft.runtime.server import start_frontends
+from graft.runtime.server import BackgroundServer
 from graft.serving.arrivals import ServerArrival
 from graft.serving.routing import Router
 from graft.sim.server import simulate_requests
@@ -44,36 +43,6 @@ from graft.workload.flows import Flow, Workload
 MODEL = "mobilenet_v2"
 POINTS = ((0, 3.0), (5, 4.0), (12, 5.0))
 SLACK = 6.0
-
-
-class Served:
-    """An engine and its HTTP frontend on a free port, in a thread."""
-
-    def __init__(self, plan, workload, cost) -> None:  # noqa: ANN001
-        self.engine = Engine(plan, workload, cost)
-        self.loop = asyncio.new_event_loop()
-        self._ready = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        asyncio.set_event_loop(self.loop)
-        self.fronts = self.loop.run_until_complete(
-            start_frontends(self.engine, "127.0.0.1", 0, None))
-        self._ready.set()
-        self.loop.run_forever()
-        self.loop.run_until_complete(self.fronts.close())
-
-    def __enter__(self) -> Served:
-        self.engine.start()
-        self._thread.start()
-        self._ready.wait(30)
-        self.url = f"http://127.0.0.1:{self.fronts.http_port}"
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self._thread.join(10)
-        self.engine.stop()
 
 
 def simulated(plan, workload, cost, schedule) -> dict:  # noqa: ANN001
@@ -99,7 +68,7 @@ def fidelity(args: argparse.Namespace, tmp: Path) -> list[str]:
     sim = simulated(plan, workload, cost, schedule)
     print(f"serving {len(plan.stages)} stages for {args.duration:g} s...", file=sys.stderr,
           flush=True)
-    with Served(plan, workload, cost) as srv:
+    with BackgroundServer(Engine(plan, workload, cost)) as srv:
         report = asyncio.run(loadgen.run_open_loop(srv.url, schedule))
         stats = srv.engine.stats
     served = report.rows()[-1]
@@ -167,7 +136,7 @@ def overhead(args: argparse.Namespace) -> list[str]:
     flow = Flow("head", "tiny", 5, 10.0, 1000.0)
     workload = Workload((flow,))
     plan = make_planner("gslice").plan(workload, cost)
-    with Served(plan, workload, cost) as srv:
+    with BackgroundServer(Engine(plan, workload, cost)) as srv:
         report = asyncio.run(loadgen.run_closed_loop(srv.url, [flow], concurrency=1,
                                                      duration_s=args.duration / 3))
         hist = srv.engine.metrics.server.labels("http")

@@ -19,7 +19,6 @@ import dataclasses
 import json
 import logging
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -94,7 +93,7 @@ def serve_step(out: Path, duration_s: float) -> str:
     from graft.plan.rules import needed_budget_ms
     from graft.planner.registry import make_planner
     from graft.runtime.engine import Engine
-    from graft.runtime.server import start_frontends
+    from graft.runtime.server import BackgroundServer
     from graft.workload.flows import Flow, Workload
 
     _say("\n== 3. Serving a real model on this CPU ==")
@@ -114,33 +113,12 @@ def serve_step(out: Path, duration_s: float) -> str:
          f"{', '.join(f'{f.budget_ms:g}' for f in flows)} ms) with graft: "
          f"{len(plan.stages)} stages, total share {plan.total_share:.2f} of the CPU.")
     _say("Starting one worker process per executor of the plan...")
-    engine = Engine(plan, workload, cost)
-    engine.start()
-    loop = asyncio.new_event_loop()
-    ready = threading.Event()
-    box: dict = {}
-
-    def run() -> None:
-        asyncio.set_event_loop(loop)
-        box["f"] = loop.run_until_complete(start_frontends(engine, "127.0.0.1", 0, None))
-        ready.set()
-        loop.run_forever()
-        loop.run_until_complete(box["f"].close())
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    try:
-        ready.wait(30)
-        url = f"http://127.0.0.1:{box['f'].http_port}"
-        _say(f"Serving at {url} (Triton's HTTP protocol; models "
-             f"{', '.join(f'{m}.p{p}' for m, p in engine.fragments)}). Driving it for "
+    with BackgroundServer(Engine(plan, workload, cost)) as srv:
+        _say(f"Serving at {srv.url} (Triton's HTTP protocol; models "
+             f"{', '.join(f'{m}.p{p}' for m, p in srv.engine.fragments)}). Driving it for "
              f"{duration_s:g} s with open-loop Poisson arrivals at the flows' rates:")
         schedule = loadgen.poisson_schedule(flows, duration_s, seed=0)
-        report = asyncio.run(loadgen.run_open_loop(url, schedule, progress=sys.stdout))
-    finally:
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(10)
-        engine.stop()
+        report = asyncio.run(loadgen.run_open_loop(srv.url, schedule, progress=sys.stdout))
     report.write_json(str(out / "loadgen.json"))
     report.write_csv(str(out / "loadgen.csv"))
     table = report.table()

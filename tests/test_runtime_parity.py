@@ -41,8 +41,7 @@ def test_simulated_and_served_attainment_agree():
         for s in schedule], cost).metrics
     engine = Engine(plan, w, cost)
     engine.start()
-    shapes = {p: (1, *(get_model("tiny").input_shape if p == 0
-                       else get_model("tiny").blocks[p - 1].out_shape)) for p in (0, 3)}
+    shapes = {p: (1, *get_model("tiny").in_shape(p)) for p in (0, 3)}
 
     async def serve() -> float:
         start = time.perf_counter()

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
 import urllib.error
 import urllib.request
 
@@ -40,30 +39,12 @@ W = Workload((
 
 @pytest.fixture(scope="module")
 def frontends():
-    from graft.runtime.server import start_frontends
+    from graft.runtime.server import BackgroundServer
 
     cost = make_cost_model("analytic:v100")
-    plan = make_planner("graft").plan(W, cost)
-    engine = Engine(plan, W, cost)
-    engine.start()
-    loop = asyncio.new_event_loop()
-    started = threading.Event()
-    box = {}
-
-    def run() -> None:
-        asyncio.set_event_loop(loop)
-        box["f"] = loop.run_until_complete(start_frontends(engine, "127.0.0.1", 0, 0))
-        started.set()
-        loop.run_forever()
-        loop.run_until_complete(box["f"].close())
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    assert started.wait(30)
-    yield box["f"], engine
-    loop.call_soon_threadsafe(loop.stop)
-    thread.join(10)
-    engine.stop()
+    engine = Engine(make_planner("graft").plan(W, cost), W, cost)
+    with BackgroundServer(engine, grpc_port=0) as srv:
+        yield srv, engine
 
 
 @pytest.fixture(scope="module")

@@ -40,27 +40,13 @@ def _admin(port: int, method: str, body: dict | None = None, token: str | None =
 
 
 def test_hot_swap_under_load_loses_nothing():
-    from graft.runtime.server import start_frontends
+    from graft.runtime.server import BackgroundServer
 
     first = make_planner("gslice").plan(W, COST)
     second = make_planner("graft").plan(W, COST)
     engine = Engine(first, W, COST)
-    engine.start()
-    loop = asyncio.new_event_loop()
-    box: dict = {}
-    started = threading.Event()
-
-    def run() -> None:
-        asyncio.set_event_loop(loop)
-        box["f"] = loop.run_until_complete(start_frontends(engine, "127.0.0.1", 0, None, TOKEN))
-        started.set()
-        loop.run_forever()
-        loop.run_until_complete(box["f"].close())
-
-    threading.Thread(target=run, daemon=True).start()
-    assert started.wait(30)
-    port = box["f"].http_port
-    try:
+    with BackgroundServer(engine, admin_token=TOKEN) as srv:
+        port = srv.http_port
         # refused: no token, a wrong one, a plan that fails verification
         assert _admin(port, "GET", token=None)[0] == 401
         assert _admin(port, "GET", token="nope")[0] == 401
@@ -104,6 +90,3 @@ def test_hot_swap_under_load_loses_nothing():
             deadline.wait(0.1)
         assert not engine._draining
         assert engine.in_flight == 0
-    finally:
-        loop.call_soon_threadsafe(loop.stop)
-        engine.stop()

@@ -32,11 +32,12 @@ from typing import Any
 import numpy as np
 
 from graft.models.catalog import get_model
+from graft.runtime.protocol import HEADER_LENGTH
+from graft.runtime.repository import INPUT_NAME, OUTPUT_NAME
 
 log = logging.getLogger(__name__)
 
 MODES = ("poisson", "trace", "concurrency")
-HEADER_LENGTH = "Inference-Header-Content-Length"
 
 
 @dataclass(frozen=True)
@@ -65,23 +66,17 @@ class Outcome:
         return self.status == 200 and self.latency_ms <= self.budget_ms
 
 
-def activation_shape(model: str, partition: int) -> tuple[int, ...]:
-    spec = get_model(model)
-    return tuple(spec.input_shape) if partition == 0 else tuple(
-        spec.blocks[partition - 1].out_shape)
-
-
 def request_body(model: str, partition: int, budget_ms: float, seed: int = 0
                  ) -> tuple[bytes, int]:
     """The body of a v2 infer request carrying one random activation as binary data, and
     its JSON header's length."""
-    shape = [1, *activation_shape(model, partition)]
+    shape = [1, *get_model(model).in_shape(partition)]
     x = np.random.default_rng(seed).standard_normal(shape, dtype=np.float32)
     blob = x.tobytes()
     head = json.dumps({
-        "inputs": [{"name": "INPUT__0", "shape": shape, "datatype": "FP32",
+        "inputs": [{"name": INPUT_NAME, "shape": shape, "datatype": "FP32",
                     "parameters": {"binary_data_size": len(blob)}}],
-        "outputs": [{"name": "OUTPUT__0", "parameters": {"binary_data": True}}],
+        "outputs": [{"name": OUTPUT_NAME, "parameters": {"binary_data": True}}],
         "parameters": {"timeout": max(1, int(budget_ms * 1000))},
     }).encode()
     return head + blob, len(head)

@@ -26,11 +26,10 @@ from graft.client.partition import evaluate_points, get_policy
 from graft.cost.registry import make_cost_model
 from graft.errors import GraftInputError
 from graft.plan.rules import needed_budget_ms
+from graft.runtime.repository import INPUT_NAME, OUTPUT_NAME
 
 log = logging.getLogger(__name__)
 
-INPUT_NAME = "INPUT__0"
-OUTPUT_NAME = "OUTPUT__0"
 
 
 @dataclass(frozen=True)

@@ -70,6 +70,10 @@ class ModelSpec:
     def input_bytes(self) -> int:
         return 4 * math.prod(self.input_shape)
 
+    def in_shape(self, block: int) -> tuple[int, ...]:
+        """Per-sample shape of the activation entering ``block`` (the input at 0)."""
+        return tuple(self.input_shape) if block == 0 else tuple(self.blocks[block - 1].out_shape)
+
     def in_bytes(self, block: int) -> int:
         """Bytes entering ``block`` per sample: the activation a client uploads at p = block."""
         return self.input_bytes if block == 0 else self.blocks[block - 1].out_bytes

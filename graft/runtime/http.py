@@ -45,6 +45,7 @@ from graft.runtime.repository import (
     fragment,
     metadata,
     model_name,
+    workload_of,
 )
 from graft.workload.flows import Workload, parse_workload
 
@@ -210,8 +211,6 @@ async def put_plan(request: web.Request) -> web.Response:
 
 
 def _parse_plan(body: bytes, engine: Engine) -> tuple[Plan, Workload]:
-    from graft.runtime.server import workload_of
-
     raw = json_object(body, "the request")
     try:
         plan = Plan.from_json(raw.get("plan"))

@@ -13,8 +13,11 @@ from typing import Any
 
 import numpy as np
 
+from graft.errors import GraftInputError
 from graft.models.catalog import get_model, model_names
+from graft.plan.plan import Plan
 from graft.runtime.protocol import ProtocolError
+from graft.workload.flows import Flow, Workload
 
 INPUT_NAME = "INPUT__0"
 OUTPUT_NAME = "OUTPUT__0"
@@ -37,10 +40,7 @@ def model_name(model: str, partition: int) -> str:
 
 def activation_shape(model: str, partition: int) -> tuple[int, ...]:
     """The per-sample shape of the activation entering ``partition`` of ``model``."""
-    spec = get_model(model)
-    if partition == 0:
-        return tuple(spec.input_shape)
-    return tuple(spec.blocks[partition - 1].out_shape)
+    return get_model(model).in_shape(partition)
 
 
 def output_shape(model: str) -> tuple[int, ...]:
@@ -85,6 +85,20 @@ def config(model: str, partition: int) -> dict[str, Any]:
         "output": [{"name": OUTPUT_NAME, "data_type": "TYPE_FP32",
                     "dims": list(output_shape(model))}],
     }
+
+
+def workload_of(plan: Plan) -> Workload:
+    """The flows a plan routes, each with its route's worst-case time as its budget: a plan
+    names the flows it routes but not their budgets, so a plan served without its workload
+    takes what it guarantees."""
+    stages = plan.stage_by_id()
+    flows = []
+    for r in plan.routes:
+        first = stages.get(r.stages[0]) if r.stages else None
+        if first is None:
+            raise GraftInputError(f"plan route of flow {r.flow!r} names no known stage")
+        flows.append(Flow(r.flow, first.model, first.start, first.rate, r.latency_ms))
+    return Workload(tuple(flows))
 
 
 def check_input(inputs: dict[str, np.ndarray], model: str, partition: int) -> np.ndarray:

@@ -1,9 +1,8 @@
 """``graft serve``: start a plan's workers and its frontends, and serve until stopped.
 
-A plan names the flows it routes but not their budgets; served from a plan file without its
-workload, each flow's budget is taken as its route's ``latency_ms`` (what the plan
-guarantees). Weights: a torchvision-format state_dict file (single-model plans), a folder of
-``<model>.pt`` files, or seeded random weights.
+A plan served without its workload takes each flow's budget from its route
+(``repository.workload_of``). Weights: a torchvision-format state_dict file (single-model
+plans), a folder of ``<model>.pt`` files, or seeded random weights.
 """
 
 from __future__ import annotations
@@ -13,6 +12,7 @@ import contextlib
 import logging
 import os
 import signal
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,22 +28,11 @@ from graft.runtime.engine import Engine
 from graft.runtime.grpc import start_grpc
 from graft.runtime.http import make_app
 from graft.runtime.replanner import Replanner
+from graft.runtime.repository import workload_of
 from graft.serving.replan import ReplanConfig
-from graft.workload.flows import Flow, Workload
+from graft.workload.flows import Workload
 
 log = logging.getLogger(__name__)
-
-
-def workload_of(plan: Plan) -> Workload:
-    """The flows a plan routes, each with its route's worst-case time as its budget."""
-    stages = plan.stage_by_id()
-    flows = []
-    for r in plan.routes:
-        first = stages.get(r.stages[0]) if r.stages else None
-        if first is None:
-            raise GraftInputError(f"plan route of flow {r.flow!r} names no known stage")
-        flows.append(Flow(r.flow, first.model, first.start, first.rate, r.latency_ms))
-    return Workload(tuple(flows))
 
 
 def resolve_weights(path: str | None, models: set[str], *, strict: bool = True
@@ -103,6 +92,60 @@ async def start_frontends(engine: Engine, host: str, http_port: int,
         await runner.cleanup()
         raise GraftInputError(f"cannot listen on {host}: {e.strerror or e}") from None
     return Frontends(runner, server, bound_http, bound_grpc)
+
+
+class BackgroundServer:
+    """An engine and its frontends served from this process, on an event loop in a thread
+    of its own, for code that drives the server from the same process (the demo, the
+    benchmarks, tests)::
+
+        with BackgroundServer(engine, grpc_port=0) as srv:
+            ... srv.url, srv.http_port, srv.grpc_port ...
+
+    Entering starts the engine (unless it already runs) and binds free ports (0); leaving
+    closes the frontends and stops the engine."""
+
+    def __init__(self, engine: Engine, *, host: str = "127.0.0.1", http_port: int = 0,
+                 grpc_port: int | None = None, admin_token: str | None = None,
+                 start_engine: bool = True) -> None:
+        self.engine = engine
+        self._args = (host, http_port, grpc_port, admin_token)
+        self._start_engine = start_engine
+        self._loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="graft-frontends", daemon=True)
+        self._error: BaseException | None = None
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        try:
+            self.fronts = self._loop.run_until_complete(start_frontends(self.engine,
+                                                                        *self._args))
+        except BaseException as e:  # noqa: BLE001 - handed to the entering thread
+            self._error = e
+            self._ready.set()
+            return
+        self._ready.set()
+        self._loop.run_forever()
+        self._loop.run_until_complete(self.fronts.close())
+
+    def __enter__(self) -> BackgroundServer:
+        if self._start_engine:
+            self.engine.start()
+        self._thread.start()
+        self._ready.wait(60)
+        if self._error is not None:
+            self.engine.stop()
+            raise self._error
+        self.http_port = self.fronts.http_port
+        self.grpc_port = self.fronts.grpc_port
+        self.url = f"http://{self._args[0]}:{self.http_port}"
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+        self.engine.stop()
 
 
 async def _serve(engine: Engine, host: str, port: int, grpc_port: int | None,

@@ -229,13 +229,10 @@ def _warm_up(chains: dict[str, Any], stages: list[StageSpec], device: Any) -> No
     import torch
 
     from graft.models.catalog import get_model
-    from graft.models.chains import input_shape
 
     with torch.inference_mode():
         for st in stages:
-            spec = get_model(st.model)
-            shape = (input_shape(st.model) if st.start == 0
-                     else tuple(spec.blocks[st.start - 1].out_shape))
+            shape = get_model(st.model).in_shape(st.start)
             for b in sorted({1, st.batch}):
                 chains[st.model].run(torch.zeros((b, *shape), device=device), st.start, st.end)
 
