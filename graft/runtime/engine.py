@@ -21,7 +21,6 @@ import logging
 import os
 import threading
 from collections import defaultdict
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -113,25 +112,24 @@ class StageStats:
 
 def worker_specs(plan: Plan, *, device: str, weights: dict[str, str | None], seed: int,
                  cores: int | None = None) -> list[WorkerSpec]:
-    """One ``WorkerSpec`` per executor of ``plan``."""
-    executors, replicas = build_executors(plan)
-    gpus = [p.gpu for p in plan.processes()]
+    """One ``WorkerSpec`` per process of ``plan`` (``Plan.processes``, in that order)."""
+    _, replicas = build_executors(plan)
     stages = plan.stage_by_id()
     routes = {r.flow: list(r.stages) for r in plan.routes}
     cores = cores or os.cpu_count() or 1
+    on_gpu = device == "cuda"
     specs = []
-    for index, ex in enumerate(executors):
-        members = list(ex.members)
+    for index, proc in enumerate(plan.processes()):
+        members = list(proc.stages)
         first = stages[members[0]]
         share = 1.0 if plan.gpu_sharing == TEMPORAL else first.run_share
-        on_gpu = device == "cuda"
         specs.append(WorkerSpec(
             index=index,
             stages=[StageSpec(s, stages[s].model, stages[s].start, stages[s].end,
                               stages[s].batch) for s in dict.fromkeys(members)],
             members=members,
             threads=max(1, round(share * cores)) if not on_gpu else 1,
-            device=f"cuda:{gpus[index] or 0}" if on_gpu else device,
+            device=f"cuda:{proc.gpu or 0}" if on_gpu else device,
             mps_percentage=max(1, round(100 * share)) if on_gpu else None,
             weights={m: weights.get(m) for m in {stages[s].model for s in members}},
             seed=seed,
@@ -156,7 +154,8 @@ class Pool:
         self.routes = {r.flow: list(r.stages) for r in plan.routes}
         self.specs = worker_specs(plan, device=engine.device, weights=engine.weights,
                                   seed=engine.seed)
-        self.replicas = {s: list(v) for s, v in build_executors(plan)[1].items()}
+        #: per stage, the indices of the workers serving it
+        self.replicas = self.specs[0].replicas if self.specs else {}
         #: per executor, the most items it may hold
         self.queue_cap = [QUEUE_BATCHES * max(s.batch for s in spec.stages)
                           for spec in self.specs]
@@ -291,7 +290,7 @@ class Engine:
 
     def __init__(self, plan: Plan, workload: Workload, cost: CostModel, *,
                  device: str = "cpu", weights: dict[str, str | None] | None = None,
-                 seed: int = 0, on_batch: Callable[[str, int, float], None] | None = None):
+                 seed: int = 0):
         self.cost = cost
         self.device = device
         self.weights = weights or {}
@@ -300,7 +299,6 @@ class Engine:
         self.metrics = ServerMetrics()
         #: recent arrivals, for re-planning
         self.arrivals = ArrivalLog()
-        self._on_batch = on_batch
         self._pending: dict[int, _Pending] = {}
         #: every in-flight sample's key -> the first key of its request
         self._owner_of: dict[int, int] = {}
@@ -370,11 +368,16 @@ class Engine:
         they hold (no request fails or is lost because of the swap). Blocking: call it
         from a thread."""
         with self._swap_lock:
-            new = self._new_pool(plan, workload)
-            new.start(timeout_s)
-            old, self.pool = self.pool, new
-            self._plan_metric(plan)
-            self._draining.append(old)
+            self._replace(self.pool, plan, workload, timeout_s)
+
+    def _replace(self, old: Pool, plan: Plan, workload: Workload, timeout_s: float) -> None:
+        """Start a pool for ``plan``, put it in force, and drain ``old`` (under the swap
+        lock)."""
+        new = self._new_pool(plan, workload)
+        new.start(timeout_s)
+        self.pool = new
+        self._plan_metric(plan)
+        self._draining.append(old)
         threading.Thread(target=self._drain, args=(old,), name=f"{old.name}-drain",
                          daemon=True).start()
 
@@ -386,12 +389,8 @@ class Engine:
                 with self._swap_lock:
                     if self.pool is not broken:
                         return  # swapped away meanwhile
-                    new = self._new_pool(broken.plan, broken.workload)
-                    new.start(START_TIMEOUT_S)
-                    self.pool = new
+                    self._replace(broken, broken.plan, broken.workload, START_TIMEOUT_S)
                     self._recoveries += 1
-                    self._draining.append(broken)
-                threading.Thread(target=self._drain, args=(broken,), daemon=True).start()
             except Exception:  # noqa: BLE001 - logged; the broken pool keeps its routes
                 log.exception("could not replace %s", broken.name)
         threading.Thread(target=run, name=f"{broken.name}-recover", daemon=True).start()
@@ -502,8 +501,6 @@ class Engine:
         st.sizes[batch] += 1
         st.seconds_by_size[batch] += seconds
         self.metrics.ran(stage, batch, seconds)
-        if self._on_batch is not None:
-            self._on_batch(stage, batch, seconds)
 
     def _deliver(self, key: int, y: np.ndarray | None, error: Exception | None) -> None:
         with self._lock:
