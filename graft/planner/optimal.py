@@ -112,9 +112,6 @@ DEFAULT_MAX_VARIABLES = 200_000
 DEFAULT_MAX_SLICES = 2
 #: HiGHS's presolve rule bit for probing
 _PROBING = 1 << 15
-#: Relative tolerance of the final check of the solution against the rules (the verifier
-#: allows 1e-6).
-CHECK_TOL = 1e-7
 
 
 @dataclass
@@ -332,11 +329,11 @@ class OptimalPlanner:
     def _checked_plan(self, phase: _Phase, workload: Workload, commodities: list[Commodity],
                       cost: CostModel, served: list[Flow], unserved: tuple,
                       plans: list[tuple[str, Plan]]) -> Plan:
-        """The solution as a plan, checked against the rules once more; where it breaks one
-        (numerical trouble) or costs more than a start plan (a start HiGHS refused), the
-        best valid start plan instead."""
-        problems = check_drafts(phase.drafts, commodities)
+        """The solution as a plan, checked by the verifier; where it breaks a rule (numerical
+        trouble) or costs more than a start plan (a start HiGHS refused), the best valid
+        start plan instead."""
         plan = assemble_plan(self.name, cost, phase.drafts, served, unserved)
+        problems = verify(workload, plan, cost, allow_partial=True)
         cheaper = [(n, p) for n, p in sorted(plans, key=lambda t: t[1].total_share)
                    if problems or p.total_share < plan.total_share - 1e-9]
         best = next(((n, p) for n, p in cheaper
@@ -750,39 +747,6 @@ def with_room(drafts: list[StageDraft], commodities: list[Commodity]) -> list[St
     spare = {fid: max(0.0, budget[fid] - sum(d.time_ms for d in ds)) / len(ds)
              for fid, ds in route.items()}
     return [replace(d, cap_ms=d.time_ms + min(spare[f.id] for f in d.flows)) for d in drafts]
-
-
-def check_drafts(drafts: list[StageDraft], commodities: list[Commodity]) -> list[str]:
-    """What in ``drafts`` breaks the rules at the planned hand-offs: a route over its budget
-    or off its path, a stage over its capacity, a slice off its duty cycle."""
-    problems: list[str] = []
-    by_flow: dict[str, list[StageDraft]] = defaultdict(list)
-    for d in drafts:
-        period = d.duty_ms if d.duty_ms is not None else d.config.exec_ms
-        capacity = rules.capacity_rps(d.config.replicas, d.config.batch, period)
-        if d.rate > capacity * (1 + CHECK_TOL):
-            problems.append(f"{d.model}/{d.start}-{d.end}: rate {d.rate:g} over {capacity:g}")
-        for f in d.flows:
-            by_flow[f.id].append(d)
-    duty: dict[int, list[StageDraft]] = defaultdict(list)
-    for d in drafts:
-        if d.slice_key is not None:
-            duty[d.slice_key].append(d)
-    for key, members in duty.items():
-        busy = sum(d.config.exec_ms for d in members)
-        if any(not math.isclose(d.duty_ms, busy, rel_tol=1e-12) for d in members):
-            problems.append(f"slice {key}: duty cycle is not its members' sum")
-    for c in commodities:
-        for f in c.flows:
-            chain = sorted(by_flow.get(f.id, []), key=lambda d: d.start)
-            ends = [c.partition] + [d.end for d in chain]
-            if [d.start for d in chain] != ends[:-1] or ends[-1] != get_model(c.model).num_blocks:
-                problems.append(f"flow {f.id}: route is not a path")
-                continue
-            total = sum(d.time_ms for d in chain)
-            if total > f.budget_ms * (1 + CHECK_TOL):
-                problems.append(f"flow {f.id}: {total:g} ms over its budget {f.budget_ms:g}")
-    return problems
 
 
 # --- the gap suite ------------------------------------------------------------------------

@@ -23,13 +23,12 @@ array), or its output to the frontend.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import queue
 import time
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from graft.serving.batching import Executor
@@ -150,8 +149,6 @@ class WorkerSpec:
     routes: dict[str, list[str]]
     #: stage -> the executor indices serving it
     replicas: dict[str, list[int]]
-    #: CPU cores to pin to (empty: no pinning)
-    cores: list[int] = field(default_factory=list)
     #: on CUDA, the MPS active-thread percentage of the worker's share (read by MPS when the
     #: process creates its CUDA context; it only binds when an MPS control daemon runs)
     mps_percentage: int | None = None
@@ -184,9 +181,6 @@ def run_worker(spec: WorkerSpec, inbox: Any, inboxes: list[Any], results: Any,
 
     from graft.models.chains import build_chain
 
-    if spec.cores and hasattr(os, "sched_setaffinity"):
-        with contextlib.suppress(OSError):  # cores not available here: run unpinned
-            os.sched_setaffinity(0, spec.cores)
     torch.set_num_threads(max(1, spec.threads))
     device = torch.device(spec.device)
     chains = {m: build_chain(m, seed=spec.seed, state_dict_path=spec.weights.get(m)).to(device)
