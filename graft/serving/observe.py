@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import math
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -57,17 +57,6 @@ class Observation:
     unservable: int
 
 
-def _needed(cost: CostModel) -> Callable[[str, int], float]:
-    cache: dict[tuple[str, int], float] = {}
-
-    def need(model: str, p: int) -> float:
-        if (model, p) not in cache:
-            cache[(model, p)] = needed_budget_ms(cost, model, p)
-        return cache[(model, p)]
-
-    return need
-
-
 def budget_class(budget_ms: float, need_ms: float, ratio: float = BUDGET_CLASS_RATIO) -> int:
     """``floor(log(budget / need) / log(ratio))``: 0 for ``[need, ratio * need)``, and so on
     (-1 and below for budgets under ``need``)."""
@@ -85,7 +74,9 @@ def observed_workload(requests: Sequence[Arriving], cost: CostModel, *,
         raise ValueError(f"window must have end > start, got {window_ms!r}")
     if not ratio > 1:
         raise ValueError(f"ratio must be > 1, got {ratio!r}")
-    need = _needed(cost)
+    def need(model: str, p: int) -> float:
+        return needed_budget_ms(cost, model, p)  # cached in the cost model
+
     groups: dict[tuple[str, int, int], list[float]] = defaultdict(list)
     unservable = 0
     for r in requests:
