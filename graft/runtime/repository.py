@@ -38,11 +38,6 @@ def model_name(model: str, partition: int) -> str:
     return f"{model}.p{partition}"
 
 
-def activation_shape(model: str, partition: int) -> tuple[int, ...]:
-    """The per-sample shape of the activation entering ``partition`` of ``model``."""
-    return get_model(model).in_shape(partition)
-
-
 def output_shape(model: str) -> tuple[int, ...]:
     return tuple(get_model(model).blocks[-1].out_shape)
 
@@ -69,7 +64,7 @@ def metadata(model: str, partition: int) -> dict[str, Any]:
         "versions": [VERSION],
         "platform": PLATFORM,
         "inputs": [{"name": INPUT_NAME, "datatype": "FP32",
-                    "shape": [-1, *activation_shape(model, partition)]}],
+                    "shape": [-1, *get_model(model).in_shape(partition)]}],
         "outputs": [{"name": OUTPUT_NAME, "datatype": "FP32",
                      "shape": [-1, *output_shape(model)]}],
     }
@@ -81,7 +76,7 @@ def config(model: str, partition: int) -> dict[str, Any]:
         "platform": PLATFORM,
         "max_batch_size": MAX_SAMPLES,
         "input": [{"name": INPUT_NAME, "data_type": "TYPE_FP32",
-                   "dims": list(activation_shape(model, partition))}],
+                   "dims": list(get_model(model).in_shape(partition))}],
         "output": [{"name": OUTPUT_NAME, "data_type": "TYPE_FP32",
                     "dims": list(output_shape(model))}],
     }
@@ -107,7 +102,7 @@ def check_input(inputs: dict[str, np.ndarray], model: str, partition: int) -> np
     if set(inputs) != {INPUT_NAME}:
         raise ProtocolError(f"{name} takes one input, {INPUT_NAME}; got {sorted(inputs)}")
     x = inputs[INPUT_NAME]
-    want = activation_shape(model, partition)
+    want = get_model(model).in_shape(partition)
     if x.dtype != np.float32:
         raise ProtocolError(f"{INPUT_NAME} must be FP32, got {x.dtype}")
     if x.ndim != len(want) + 1 or tuple(x.shape[1:]) != want:
