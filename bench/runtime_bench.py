@@ -7,7 +7,10 @@ bench/results/runtime.md.
    split-inference flows on that profile; the same plan and the same Poisson arrivals run in
    the simulator and on the real server (driven by the load generator). Per stage, measured
    against predicted batch latency; attainment and p99 side by side.
-2. **Overhead.** The server time of a request to a trivial stage (the tiny model's last
+2. **Efficiency.** graft's and gslice's plans of a six-fragment workload served on the
+   same cores at rising load, and the same flows on Ray Serve when Ray is installed
+   (``bench/runtime_efficiency.py``, ``bench/ray_bench.py``).
+3. **Overhead.** The server time of a request to a trivial stage (the tiny model's last
    block): HTTP in, routing, queues, the worker's batch, the hand-off back, HTTP out; from the
    server's own histogram, and the client's round trip as an upper bound.
 
@@ -27,6 +30,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import runtime_efficiency
 
 from graft.client import loadgen
 from graft.cost.profiled import ProfileCostModel
@@ -54,12 +58,16 @@ def simulated(plan, workload, cost, schedule) -> dict:  # noqa: ANN001
     return simulate_requests(plan, arrivals, cost, seed=0).metrics
 
 
-def fidelity(args: argparse.Namespace, tmp: Path) -> list[str]:
+def measured_profile(tmp: Path) -> ProfileCostModel:
     print(f"profiling {MODEL} on this CPU...", file=sys.stderr, flush=True)
     path = tmp / "profile.json"
     write_profile(profile_model(MODEL, device="cpu", batches=(1, 2, 4, 8), warmup=3,
                                 repeats=10), str(path))
-    cost = ProfileCostModel.from_file(path, name=f"profile:{path}")
+    return ProfileCostModel.from_file(path, name=f"profile:{path}")
+
+
+def fidelity(args: argparse.Namespace, cost: ProfileCostModel) -> tuple[list[str], float]:
+    """The fidelity section, and the batches' measured / predicted latency (weighted)."""
     flows = tuple(Flow(f"p{p}", MODEL, p, rate * args.load,
                        round(needed_budget_ms(cost, MODEL, p) * SLACK, 1)) for p, rate in POINTS)
     workload = Workload(flows)
@@ -71,7 +79,8 @@ def fidelity(args: argparse.Namespace, tmp: Path) -> list[str]:
     with BackgroundServer(Engine(plan, workload, cost)) as srv:
         report = asyncio.run(loadgen.run_open_loop(srv.url, schedule))
         stats = srv.engine.stats
-    served = report.rows()[-1]
+        served = srv.engine.summary()
+    client = report.rows()[-1]
     lines = [
         "## Fidelity: simulated and served, same plan, same arrivals",
         "",
@@ -81,8 +90,11 @@ def fidelity(args: argparse.Namespace, tmp: Path) -> list[str]:
         f"needs on the profile), planned by graft on a CPU profile measured here "
         f"(`graft profile`, batches 1-8, shares {', '.join(f'{g:g}' for g in cost.shares)} "
         f"of {os.cpu_count()} cores); {len(schedule)} Poisson arrivals over "
-        f"{args.duration:g} s. The simulator times server requests; the served column is the "
-        "load generator's round trip (HTTP both ways included).",
+        f"{args.duration:g} s. Both columns come from one function "
+        "(`graft.serving.metrics.summarize`) over server-side request times: the simulator's "
+        "requests and the server's own record of its requests (`Engine.summary`, also at "
+        "`GET /v2/admin/summary`); the last column is the load generator's round trip (HTTP "
+        "both ways and its own queueing included).",
         "",
         "| stage | share | batch | batches run | measured ms | predicted ms | measured / "
         "predicted |",
@@ -99,21 +111,23 @@ def fidelity(args: argparse.Namespace, tmp: Path) -> list[str]:
                          f"{meas:.2f} | {pred:.2f} | {meas / pred:.2f} |")
     lines += [
         "",
-        "| | simulated | served |",
-        "|---|---:|---:|",
-        f"| SLO attainment | {sim['slo_attainment']:.3f} | {served['slo_attainment']:.3f} |",
-        f"| p50 ms | {sim['p50_ms']:.1f} | {served['p50_ms']:.1f} |",
-        f"| p99 ms | {sim['p99_ms']:.1f} | {served['p99_ms']:.1f} |",
-        f"| rejected or failed | {sim['rejected'] + sim['dropped']} | "
-        f"{served['rejected'] + served['failed']} |",
+        "| | simulated | served (server) | served (client round trip) |",
+        "|---|---:|---:|---:|",
+        f"| SLO attainment | {sim['slo_attainment']:.3f} | {served['slo_attainment']:.3f} | "
+        f"{client['slo_attainment']:.3f} |",
+        f"| p50 ms | {sim['p50_ms']:.1f} | {served['p50_ms']:.1f} | {client['p50_ms']:.1f} |",
+        f"| p99 ms | {sim['p99_ms']:.1f} | {served['p99_ms']:.1f} | {client['p99_ms']:.1f} |",
+        f"| rejected or dropped | {sim['rejected'] + sim['dropped']} | "
+        f"{served['rejected'] + served['dropped']} | {client['rejected'] + client['failed']} |",
         "",
     ]
     weighted = sum(r * n for r, n in ratios) / max(1, sum(n for _, n in ratios))
     lines += [
         "Why they differ: the profile is measured with nothing else running, while here the "
         "load generator and the frontend share the two cores with the workers, so batches run "
-        "slower than predicted (the ratio column); and the served latencies include HTTP both "
-        "ways and the load generator's own queueing, which the simulator does not model.",
+        "slower than predicted (the ratio column); the server-side times also include the "
+        "frontend's decoding and the queues between processes, and the round trip adds HTTP "
+        "both ways and the load generator's own queueing, none of which the simulator models.",
         "",
     ]
     att_gap = abs(sim["slo_attainment"] - served["slo_attainment"]) * 100
@@ -126,7 +140,7 @@ def fidelity(args: argparse.Namespace, tmp: Path) -> list[str]:
         f"**{'met' if p99_gap <= 20 else 'not met'}**.",
         "",
     ]
-    return lines
+    return lines, weighted
 
 
 def overhead(args: argparse.Namespace) -> list[str]:
@@ -174,21 +188,30 @@ def main() -> None:
     ap.add_argument("--output", default="bench/results/runtime.md")
     ap.add_argument("--duration", type=float, default=30.0)
     ap.add_argument("--load", type=float, default=1.0, help="scale the flows' rates")
+    ap.add_argument("--efficiency-duration", type=float, default=10.0,
+                    help="seconds of load per level in the efficiency section")
+    ap.add_argument("--skip-efficiency", action="store_true")
     args = ap.parse_args()
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
-        body = fidelity(args, Path(tmp)) + overhead(args)
+        cost = measured_profile(Path(tmp))
+        body, slowdown = fidelity(args, cost)
+        if not args.skip_efficiency:
+            # plan on the profile scaled by what the fidelity run measured on these cores
+            scaled = ProfileCostModel.from_file(cost.source, scale=round(slowdown, 2),
+                                                name=f"{cost.name},scale={slowdown:.2f}")
+            body += runtime_efficiency.section(scaled, args.efficiency_duration)
+        body += overhead(args)
     lines = [
         "# Runtime benchmark",
         "",
         f"Command: `python bench/runtime_bench.py --duration {args.duration:g} --load "
-        f"{args.load:g}` (`make bench-runtime`). Machine: {platform.machine()}, "
+        f"{args.load:g} --efficiency-duration {args.efficiency_duration:g}` "
+        "(`make bench-runtime`). Machine: {platform.machine()}, "
         f"{os.cpu_count()} cores, Python {platform.python_version()}, CPU only. Date: "
         f"{time.strftime('%Y-%m-%d')}. Took {time.perf_counter() - t0:.0f} s.",
         "",
         *body,
-        "Not measured yet: goodput of graft's and gslice's plans served on the same cores, and"
-        " the same workload on Ray Serve.",
     ]
     text = "\n".join(lines) + "\n"
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)

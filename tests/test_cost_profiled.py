@@ -152,3 +152,20 @@ def test_shipped_tiny_cpu_profile() -> None:
     grid = cost.latency_grid("tiny", 0, n)
     assert grid.shape == (5, 2) and np.all(grid > 0)
     assert cost.latency_ms("tiny", 0, n, 3, 1.0) > 0
+
+
+def test_scale_multiplies_every_time(tmp_path: Path) -> None:
+    path = tmp_path / "p.json"
+    path.write_text(json.dumps(toy_profile()))
+    plain = make_cost_model(f"profile:{path}")
+    slow = make_cost_model(f"profile:{path},scale=1.5")
+    assert slow.name == f"profile:{path},scale=1.5" and slow.scale == 1.5
+    assert np.allclose(slow.latency_grid("toy", 0, 3), 1.5 * plain.latency_grid("toy", 0, 3))
+    assert slow.latency_ms("toy", 1, 2, 3, 0.5) == pytest.approx(
+        1.5 * plain.latency_ms("toy", 1, 2, 3, 0.5))
+    shipped = make_cost_model("profile:tiny-cpu,scale=2")
+    assert shipped.latency_ms("tiny", 0, 1, 1, 1.0) == pytest.approx(
+        2 * make_cost_model("profile:tiny-cpu").latency_ms("tiny", 0, 1, 1, 1.0))
+    for bad in ("x", "0", "-1", "nan", "inf", "1e9"):
+        with pytest.raises(GraftInputError, match="scale"):
+            make_cost_model(f"profile:{path},scale={bad}")

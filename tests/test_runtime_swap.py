@@ -26,10 +26,10 @@ W = Workload((Flow("t0", "tiny", 0, 30.0, 3000.0), Flow("t3", "tiny", 3, 30.0, 3
 TOKEN = "s3cret"
 
 
-def _admin(port: int, method: str, body: dict | None = None, token: str | None = TOKEN
-           ) -> tuple[int, dict]:
+def _admin(port: int, method: str, body: dict | None = None, token: str | None = TOKEN,
+           path: str = "plan") -> tuple[int, dict]:
     headers = {"Authorization": f"Bearer {token}"} if token else {}
-    req = urllib.request.Request(f"http://127.0.0.1:{port}/v2/admin/plan", method=method,
+    req = urllib.request.Request(f"http://127.0.0.1:{port}/v2/admin/{path}", method=method,
                                  data=None if body is None else json.dumps(body).encode(),
                                  headers=headers)
     try:
@@ -82,6 +82,15 @@ def test_hot_swap_under_load_loses_nothing():
         assert errors == []
         assert engine.plan.planner == "graft"
         assert _admin(port, "GET")[1]["plan"]["planner"] == "graft"
+        # the server's summary (the simulator's summarize) counted every request once
+        assert _admin(port, "GET", token=None, path="summary")[0] == 401
+        code, summary = _admin(port, "GET", path="summary")
+        assert code == 200
+        assert summary["requests"] == summary["completed"] == len(results)
+        assert summary["rejected"] == summary["dropped"] == 0
+        assert summary["per_model"]["tiny"]["requests"] == len(results)
+        assert set(summary["per_flow"]) <= {"t0", "t3"}
+        assert 0 < summary["p50_ms"] <= summary["p99_ms"]
         # the old workers drain and stop
         deadline = threading.Event()
         for _ in range(200):

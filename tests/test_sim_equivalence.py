@@ -30,6 +30,7 @@ from graft.plan.plan import TEMPORAL, Plan, Route, Stage
 from graft.planner.registry import make_planner
 from graft.serving.arrivals import ArrivalColumns, ServerArrival
 from graft.serving.lifecycle import RequestState
+from graft.serving.metrics import Outcomes
 from graft.serving.routing import route_columns, route_requests
 from graft.sim.run import run_scenario
 from graft.sim.scenario import parse_scenario
@@ -382,25 +383,29 @@ def reference_serve_epoch(ctx, ep, index, out) -> None:
     idx = [i for i, r in enumerate(ctx.requests) if ep.start_ms <= r.arrival_ms < ep.end_ms]
     reqs = [ctx.requests[i] for i in idx]
     last_done = 0.0
+    states, on_time, done, lat = [], [], [], []
     if ep.cand.plan is None:
-        out.states[RequestState.REJECTED] += len(reqs)
-        for r in reqs:
-            out.by_model[r.model][1] += 1
+        states = [RequestState.REJECTED] * len(reqs)
+        on_time, done, lat = [False] * len(reqs), [math.nan] * len(reqs), [math.nan] * len(reqs)
     elif reqs:
         res = simulate_requests(ep.cand.plan, route_requests(reqs, ep.cand.plan,
                                                              ep.cand.workload, ctx.cost),
                                 ctx.cost, seed=ctx.seed + index, jitter=ctx.scenario.jitter)
         for sreq, creq, i in zip(res.requests, reqs, idx, strict=True):
-            out.states[sreq.state] += 1
-            counts = out.by_model[creq.model]
-            counts[1] += 1
-            if sreq.on_time:
-                out.on_time += 1
-                counts[0] += 1
-            if sreq.state is RequestState.COMPLETED:
+            states.append(sreq.state)
+            on_time.append(sreq.on_time)
+            completed = sreq.state is RequestState.COMPLETED
+            done.append(sreq.completion_ms if completed else math.nan)
+            lat.append(sreq.completion_ms - creq.send_ms + float(ctx.columns.return_ms[i])
+                       if completed else math.nan)
+            if completed:
                 last_done = max(last_done, sreq.completion_ms)
-                out.latencies.append(sreq.completion_ms - creq.send_ms
-                                     + float(ctx.columns.return_ms[i]))
+    if reqs:
+        def mask(state):
+            return np.array([s is state for s in states])
+        out.add(Outcomes(mask(RequestState.COMPLETED), mask(RequestState.DROPPED),
+                         mask(RequestState.REJECTED), np.array(on_time), np.array(done)),
+                np.array(lat), np.array([ctx.columns.models.index(r.model) for r in reqs]))
     end = ep.end_ms if math.isfinite(ep.end_ms) else ctx.scenario.duration_s * 1000.0
     ep.hold_end_ms = max(end, last_done)
 

@@ -1,7 +1,10 @@
 """``profile:<path>``: a cost model read from a table the profiler measured.
 
 The table holds, per model and per block, the latency in ms of one batch at every measured
-(batch, share) pair. A stage's latency is the sum of its blocks' latencies, nothing added.
+(batch, share) pair. A stage's latency is the sum of its blocks' latencies, nothing added,
+times the model's ``scale`` (1 unless set: ``profile:<path>,scale=1.6`` when the runtime
+measures its batches running that much slower than the profile, e.g. because the frontend
+and the clients share the cores).
 ``shares`` and ``batches`` are the measured grids. A batch between two measured ones is
 interpolated linearly; a batch outside the measured range, or a share off the grid, is an
 error. The JSON format is documented in ``docs/cost_model.md``.
@@ -34,6 +37,8 @@ log = logging.getLogger(__name__)
 
 PROFILE_FORMAT = "graft-profile"
 PROFILE_VERSION = 1
+#: Largest ``scale`` a profile cost model takes.
+MAX_SCALE = 100.0
 
 
 def _fail(source: str, message: str) -> GraftInputError:
@@ -151,8 +156,14 @@ def _links(data: dict[str, Any], source: str) -> Links:
 class ProfileCostModel:
     """A cost model from a measured profile (see the module docstring)."""
 
-    def __init__(self, data: dict[str, Any], *, name: str = "profile", source: str = "<dict>"):
-        self._tables = validate_profile(data, source)
+    def __init__(self, data: dict[str, Any], *, name: str = "profile", source: str = "<dict>",
+                 scale: float = 1.0):
+        if not (isinstance(scale, int | float) and 0.0 < scale <= MAX_SCALE):
+            raise GraftInputError(f"cost model {name!r}: scale must be a number in "
+                                  f"(0, {MAX_SCALE:g}], got {scale!r}")
+        self.scale = float(scale)
+        self._tables = {m: t * self.scale
+                        for m, t in validate_profile(data, source).items()}
         self.name = name
         self.source = source
         self.batches: tuple[int, ...] = tuple(int(b) for b in data["batches"])
@@ -168,7 +179,8 @@ class ProfileCostModel:
         self._grids: dict[tuple[str, int, int], np.ndarray] = {}
 
     @classmethod
-    def from_file(cls, path: str | Path, *, name: str | None = None) -> ProfileCostModel:
+    def from_file(cls, path: str | Path, *, name: str | None = None,
+                  scale: float = 1.0) -> ProfileCostModel:
         p = Path(path)
         try:
             data = json.loads(p.read_text())
@@ -176,7 +188,7 @@ class ProfileCostModel:
             raise GraftInputError(f"profile file not found: {path}") from None
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise GraftInputError(f"cannot read profile {path}: {exc}") from None
-        return cls(data, name=name or f"profile:{path}", source=str(path))
+        return cls(data, name=name or f"profile:{path}", source=str(path), scale=scale)
 
     def __repr__(self) -> str:
         return f"ProfileCostModel({self.name!r})"

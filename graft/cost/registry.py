@@ -5,6 +5,8 @@
   the runtime measures (either, both, or neither).
 * ``profile:<builtin>``: a profile shipped with the package (``tiny-cpu``).
 * ``profile:<path>``: a profile JSON written by ``graft profile``.
+* ``profile:<builtin or path>,scale=<x>``: the same with every time multiplied by ``x`` (set
+  from the runtime's measured / predicted batch latency).
 
 A name is built once and cached: later calls return the same object (its grid caches stay).
 """
@@ -36,10 +38,23 @@ def cost_model_names() -> list[str]:
     )
 
 
-def _builtin_profile(key: str) -> ProfileCostModel:
+def _builtin_profile(key: str, name: str, scale: float) -> ProfileCostModel:
     res = resources.files("graft.cost").joinpath("data", BUILTIN_PROFILES[key])
     with resources.as_file(res) as path:
-        return ProfileCostModel.from_file(path, name=PROFILE + key)
+        return ProfileCostModel.from_file(path, name=name, scale=scale)
+
+
+def _profile_scale(name: str) -> tuple[str, float]:
+    """``profile:<target>[,scale=<x>]`` -> (target, x)."""
+    target = name[len(PROFILE) :]
+    head, sep, value = target.rpartition(",scale=")
+    if not sep:
+        return target, 1.0
+    try:
+        return head, float(value)
+    except ValueError:
+        raise GraftInputError(f"cost model {name!r}: scale must be a number, got "
+                              f"{value!r}") from None
 
 
 def _analytic_settings(name: str, settings: list[str]) -> dict[str, float]:
@@ -72,10 +87,10 @@ def make_cost_model(name: str) -> CostModel:
             raise UnknownNameError("cost model", name, cost_model_names())
         return AnalyticCostModel(gpu, **_analytic_settings(name, settings))
     if name.startswith(PROFILE):
-        target = name[len(PROFILE) :]
+        target, scale = _profile_scale(name)
         if target in BUILTIN_PROFILES:
-            return _builtin_profile(target)
+            return _builtin_profile(target, name, scale)
         if not target:
             raise GraftInputError("cost model 'profile:' needs a path: profile:<path>")
-        return ProfileCostModel.from_file(target, name=name)
+        return ProfileCostModel.from_file(target, name=name, scale=scale)
     raise UnknownNameError("cost model", name, cost_model_names())

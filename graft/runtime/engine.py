@@ -17,10 +17,11 @@ completes when all have.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import os
 import threading
-from collections import defaultdict
+from collections import defaultdict, deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,6 +46,8 @@ from graft.runtime.worker import (
     pack,
     run_worker,
 )
+from graft.serving.lifecycle import Request, RequestState
+from graft.serving.metrics import summarize
 from graft.serving.routing import Router
 from graft.serving.topology import build_executors
 from graft.workload.flows import Workload
@@ -61,6 +64,8 @@ QUEUE_BATCHES = 16
 ANSWER_GRACE_S = 5.0
 #: How often the watchdog checks that the workers are alive, seconds.
 WATCH_PERIOD_S = 0.5
+#: The engine keeps the outcomes of this many most recent requests for ``summary``.
+OUTCOMES_KEPT = 200_000
 
 
 class Rejected(Exception):
@@ -299,6 +304,9 @@ class Engine:
         self.metrics = ServerMetrics()
         #: recent arrivals, for re-planning
         self.arrivals = ArrivalLog()
+        #: the most recent requests' outcomes (lifecycle records), for ``summary``
+        self.outcomes: deque[Request] = deque(maxlen=OUTCOMES_KEPT)
+        self._record_ids = itertools.count()
         self._pending: dict[int, _Pending] = {}
         #: every in-flight sample's key -> the first key of its request
         self._owner_of: dict[int, int] = {}
@@ -455,6 +463,7 @@ class Engine:
             future = loop.create_future()
             future.graft_key = first  # type: ignore[attr-defined]
             future.graft_budget_ms = budget  # type: ignore[attr-defined]
+            future.graft_flow = flow  # type: ignore[attr-defined]
             self._pending[first] = _Pending(future, loop, first, [None] * n, n, flow, pool)
             for k in range(first, first + n):
                 self._owner_of[k] = first
@@ -469,15 +478,19 @@ class Engine:
     async def infer(self, model: str, partition: int, x: np.ndarray,
                     budget_ms: float | None = None) -> np.ndarray:
         """Run one request; ``Rejected`` or ``RequestFailed`` when it cannot be answered.
-        Every outcome is counted in ``metrics``."""
+        Every outcome is counted in ``metrics`` and kept in ``outcomes``."""
         name = f"{model}.p{partition}"
         t0 = now_ms()
         default = self.pool.default_budget_ms.get((model, partition))
         if budget_ms is not None or default is not None:
             self.arrivals.add(model, partition, budget_ms if budget_ms is not None else default)
+        record = Request(next(self._record_ids), "(no route)", model, partition, t0,
+                         t0 + (budget_ms if budget_ms is not None else default or 0.0))
         try:
             future = self.submit(model, partition, x, budget_ms, asyncio.get_running_loop())
             budget = future.graft_budget_ms  # type: ignore[attr-defined]
+            record.flow = future.graft_flow  # type: ignore[attr-defined]
+            record.deadline_ms = t0 + budget
             try:
                 y = await asyncio.wait_for(asyncio.shield(future),
                                            budget / 1000.0 + ANSWER_GRACE_S)
@@ -487,10 +500,22 @@ class Engine:
                                     "timeout") from None
         except (Rejected, RequestFailed) as e:
             self.metrics.refuse(name, e.reason)
+            record.state = (RequestState.REJECTED if isinstance(e, Rejected)
+                            else RequestState.DROPPED)
+            self.outcomes.append(record)
             raise
-        elapsed = now_ms() - t0
+        record.completion_ms = now_ms()
+        record.state = RequestState.COMPLETED
+        self.outcomes.append(record)
+        elapsed = record.completion_ms - t0
         self.metrics.answer(name, elapsed / 1000.0, elapsed <= budget)
         return y
+
+    def summary(self) -> dict[str, Any]:
+        """The recent requests' numbers (``OUTCOMES_KEPT`` at most), server-side times, by
+        the simulator's own ``summarize``: attainment, p50/p99, rejections and drops, per
+        flow and per model."""
+        return summarize(list(self.outcomes))
 
     # --- results ------------------------------------------------------------------------
     def _ran(self, stage: str, batch: int, seconds: float) -> None:

@@ -5,7 +5,8 @@ The model entries are the plan's fragments (``graft.runtime.repository``). Endpo
 ``/v2/models/{name}[/versions/{v}]`` (metadata), ``.../ready``, ``.../config``,
 ``.../infer``, ``POST /v2/repository/index``, ``/metrics`` (Prometheus), and the admin
 endpoints ``GET``/``POST /v2/admin/plan`` (the plan in force; install a new one while
-serving), which need ``Authorization: Bearer <token>``.
+serving) and ``GET /v2/admin/summary`` (the recent requests' attainment and latencies, as
+the simulator reports them), which need ``Authorization: Bearer <token>``.
 Errors are 4xx/5xx with ``{"error": "..."}``; a request the plan cannot meet is refused at
 once with 503.
 """
@@ -196,6 +197,13 @@ async def get_plan(request: web.Request) -> web.Response:
 
 
 @_route
+async def get_summary(request: web.Request) -> web.Response:
+    """The recent requests by the simulator's ``summarize`` (server-side times)."""
+    _authorised(request)
+    return _json(request.app[ENGINE].summary())
+
+
+@_route
 async def put_plan(request: web.Request) -> web.Response:
     """Install a new plan while serving: ``{"plan": {...}, "workload": {...}}`` (the
     workload optional: without it, each route's latency is its flow's budget). The plan is
@@ -246,6 +254,7 @@ def make_app(engine: Engine, admin_token: str | None = None) -> web.Application:
     r.add_get("/metrics", prometheus)
     r.add_get("/v2/admin/plan", get_plan)
     r.add_post("/v2/admin/plan", put_plan)
+    r.add_get("/v2/admin/summary", get_summary)
     for prefix in ("/v2/models/{name}", "/v2/models/{name}/versions/{version}"):
         r.add_get(prefix, model_metadata)
         r.add_get(prefix + "/ready", model_ready)

@@ -3,7 +3,8 @@
 ``slo_attainment`` is on-time completions over all requests (rejected and dropped ones
 count against it; 1.0 when there are none); ``p50_ms``/``p99_ms`` are server-side latencies
 of completed requests (None when none completed). ``outcomes`` gives the per-request
-columns the numbers are counted from, for callers that tally requests their own way.
+columns the numbers are counted from; ``tally`` counts them (the simulator's report calls it
+on the columns of all its plans' requests).
 """
 
 from __future__ import annotations
@@ -69,8 +70,17 @@ def summarize(requests: Iterable[Request]) -> dict[str, Any]:
     reqs = list(requests)
     o = outcomes(reqs)
     arrival = np.fromiter([r.arrival_ms for r in reqs], float, len(reqs))
-    lat = (o.completion_ms - arrival)[o.completed]
-    out = _attainment(len(reqs), int(o.on_time.sum()))
+    return tally(o, o.completion_ms - arrival, [r.model for r in reqs],
+                 [r.flow for r in reqs])
+
+
+def tally(o: Outcomes, latency_ms: np.ndarray, models: Sequence[str],
+          flows: Sequence[str] | None = None) -> dict[str, Any]:
+    """``summarize``'s numbers from columns: ``latency_ms`` per request (read where
+    completed), each request's model and (optionally) flow. The simulator, which measures
+    latency end to end and gathers its requests from several plans, calls this directly."""
+    lat = np.asarray(latency_ms, float)[o.completed]
+    out = _attainment(len(o.completed), int(o.on_time.sum()))
     completed = int(o.completed.sum())
     out.update({
         "completed": completed,
@@ -79,7 +89,17 @@ def summarize(requests: Iterable[Request]) -> dict[str, Any]:
         "rejected": int(o.rejected.sum()),
         "p50_ms": float(np.percentile(lat, 50)) if lat.size else None,
         "p99_ms": float(np.percentile(lat, 99)) if lat.size else None,
-        "per_flow": _by([r.flow for r in reqs], o.on_time),
-        "per_model": _by([r.model for r in reqs], o.on_time),
+        "per_model": _by(list(models), o.on_time),
     })
+    if flows is not None:
+        out["per_flow"] = _by(list(flows), o.on_time)
     return out
+
+
+def concat(parts: Sequence[Outcomes]) -> Outcomes:
+    """The outcomes of several batches of requests, one after the other."""
+    def cat(name: str, dtype: type) -> np.ndarray:
+        cols = [getattr(p, name) for p in parts]
+        return np.concatenate(cols) if cols else np.zeros(0, dtype)
+    return Outcomes(cat("completed", bool), cat("dropped", bool), cat("rejected", bool),
+                    cat("on_time", bool), cat("completion_ms", float))

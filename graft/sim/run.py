@@ -50,7 +50,7 @@ from graft.cost.registry import make_cost_model
 from graft.models.catalog import get_model
 from graft.planner.base import Planner
 from graft.planner.registry import make_planner
-from graft.serving.lifecycle import RequestState
+from graft.serving.metrics import Outcomes, concat, tally
 from graft.serving.observe import attainment_ceiling
 from graft.serving.replan import (
     FORCED,
@@ -127,14 +127,29 @@ class _Epoch:
 
 @dataclass
 class _Outcome:
-    """What the epochs' simulations gave, accumulated over a planner's run."""
+    """What the epochs' simulations gave, accumulated over a planner's run: per epoch, its
+    requests' outcome columns, end-to-end latencies and model codes."""
 
-    states: dict[RequestState, int] = field(default_factory=lambda: defaultdict(int))
-    on_time: int = 0
-    latencies: list[float] = field(default_factory=list)
-    by_model: dict[str, list[int]] = field(default_factory=lambda: defaultdict(lambda: [0, 0]))
+    parts: list[Outcomes] = field(default_factory=list)
+    latencies: list[np.ndarray] = field(default_factory=list)
+    models: list[np.ndarray] = field(default_factory=list)
     #: Wall seconds spent in ``_serve``.
     serve_s: float = 0.0
+
+    def add(self, o: Outcomes, latency_ms: np.ndarray, model: np.ndarray) -> None:
+        self.parts.append(o)
+        self.latencies.append(latency_ms)
+        self.models.append(model)
+
+    def summary(self, models: list[str]) -> dict:
+        """``graft.serving.metrics.tally`` over every epoch's requests (``latencies_ms``
+        added: the completed requests' end-to-end latencies, in epoch order)."""
+        o = concat(self.parts)
+        lat = np.concatenate(self.latencies) if self.latencies else np.zeros(0)
+        codes = np.concatenate(self.models) if self.models else np.zeros(0, np.intp)
+        out = tally(o, lat, [models[k] for k in codes.tolist()])
+        out["latencies_ms"] = lat[o.completed].tolist()
+        return out
 
 
 @dataclass(frozen=True)
@@ -176,41 +191,26 @@ def _columns(reqs: Sequence[ClientRequest], return_ms: dict[str, float]) -> _Col
         model=np.array([code[r.model] for r in reqs], dtype=np.intp), models=models)
 
 
-def _count_by_model(out: _Outcome, cols: _Columns, model: np.ndarray,
-                    on_time: np.ndarray) -> None:
-    """Add the requests of ``model`` (codes) and those of them on time to ``out.by_model``."""
-    total = np.bincount(model, minlength=len(cols.models))
-    hits = np.bincount(model, weights=on_time, minlength=len(cols.models))
-    for k in np.flatnonzero(total).tolist():
-        counts = out.by_model[cols.models[k]]
-        counts[0] += int(hits[k])
-        counts[1] += int(total[k])
-
-
 def _serve(ctx: _Context, ep: _Epoch, index: int, out: _Outcome) -> None:
     """Simulate the epoch's requests on its plan; set when it stops holding GPUs."""
     cols = ctx.columns
     at = np.flatnonzero((cols.arrival_ms >= ep.start_ms) & (cols.arrival_ms < ep.end_ms))
     last_done = 0.0
     if ep.cand.plan is None:
-        out.states[RequestState.REJECTED] += len(at)
-        _count_by_model(out, cols, cols.model[at], np.zeros(len(at)))
+        none = np.zeros(len(at), bool)
+        out.add(Outcomes(none, none, ~none, none, np.full(len(at), np.nan)),
+                np.full(len(at), np.nan), cols.model[at])
     elif len(at):
         reqs = [ctx.requests[i] for i in at.tolist()]
         arrivals = route_columns(reqs, ep.cand.plan, ep.cand.workload, ctx.cost)
         res = simulate_requests(ep.cand.plan, arrivals, ctx.cost, seed=ctx.seed + index,
                                 jitter=ctx.scenario.jitter)
         o = res.outcomes
-        for state, mask in ((RequestState.COMPLETED, o.completed),
-                            (RequestState.DROPPED, o.dropped),
-                            (RequestState.REJECTED, o.rejected)):
-            out.states[state] += int(mask.sum())
-        out.on_time += int(o.on_time.sum())
-        _count_by_model(out, cols, cols.model[at], o.on_time)
-        done, of = o.completion_ms[o.completed], at[o.completed]
+        done = o.completion_ms[o.completed]
         if done.size:
             last_done = max(last_done, float(done.max()))
-        out.latencies += (done - cols.send_ms[of] + cols.return_ms[of]).tolist()
+        # end to end: from the client's send to the result back at the client
+        out.add(o, o.completion_ms - cols.send_ms[at] + cols.return_ms[at], cols.model[at])
     end = ep.end_ms if math.isfinite(ep.end_ms) else ctx.scenario.duration_s * 1000.0
     ep.hold_end_ms = max(end, last_done)
 
@@ -308,22 +308,22 @@ def run_planner(name: str, ctx: _Context, progress: Progress | None = None) -> P
 
     steps = _timeline(epochs)
     n = len(ctx.requests)
-    lat = np.array(out.latencies)
+    s = out.summary(ctx.columns.models)
     switches = [(ep.decided_ms / 1000.0, ep.reason) for ep in epochs]
     return PlannerRun(
         planner=name, requests=n,
-        completed=out.states[RequestState.COMPLETED],
-        rejected=out.states[RequestState.REJECTED],
-        dropped=out.states[RequestState.DROPPED],
-        on_time=out.on_time,
-        slo_attainment=out.on_time / n if n else 1.0,
-        p50_ms=float(np.percentile(lat, 50)) if lat.size else math.nan,
-        p99_ms=float(np.percentile(lat, 99)) if lat.size else math.nan,
+        completed=s["completed"],
+        rejected=s["rejected"],
+        dropped=s["dropped"],
+        on_time=s["on_time"],
+        slo_attainment=s["slo_attainment"],
+        p50_ms=math.nan if s["p50_ms"] is None else s["p50_ms"],
+        p99_ms=math.nan if s["p99_ms"] is None else s["p99_ms"],
         share_seconds=_integral(steps, 1),
         mean_gpus=_integral(steps, 2) / sc.duration_s,
         share_timeline=steps,
-        latencies_ms=out.latencies,
-        attainment_by_model={m: c[0] / c[1] for m, c in sorted(out.by_model.items())},
+        latencies_ms=s["latencies_ms"],
+        attainment_by_model={m: v["slo_attainment"] for m, v in s["per_model"].items()},
         plans=len(epochs) - 1,
         sim_requests_per_s=n / wall if wall > 0 else math.inf,
         forced_switches=sum(ep.reason in FORCED for ep in epochs[1:]),
