@@ -194,20 +194,23 @@ def main() -> None:
     args = ap.parse_args()
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
+        # overhead first, on a quiet machine: the other sections' processes take a while
+        # to go after each run
+        first = overhead(args)
         cost = measured_profile(Path(tmp))
         body, slowdown = fidelity(args, cost)
+        body += first
         if not args.skip_efficiency:
             # plan on the profile scaled by what the fidelity run measured on these cores
             scaled = ProfileCostModel.from_file(cost.source, scale=round(slowdown, 2),
                                                 name=f"{cost.name},scale={slowdown:.2f}")
             body += runtime_efficiency.section(scaled, args.efficiency_duration)
-        body += overhead(args)
     lines = [
         "# Runtime benchmark",
         "",
         f"Command: `python bench/runtime_bench.py --duration {args.duration:g} --load "
         f"{args.load:g} --efficiency-duration {args.efficiency_duration:g}` "
-        "(`make bench-runtime`). Machine: {platform.machine()}, "
+        f"(`make bench-runtime`). Machine: {platform.machine()}, "
         f"{os.cpu_count()} cores, Python {platform.python_version()}, CPU only. Date: "
         f"{time.strftime('%Y-%m-%d')}. Took {time.perf_counter() - t0:.0f} s.",
         "",
