@@ -146,19 +146,8 @@ def _build_app(serve: Any, fragments: Sequence[tuple[str, int]], cpus_each: floa
 
             from starlette.responses import Response
 
-            from graft.runtime.protocol import (
-                HEADER_LENGTH,
-                ProtocolError,
-                decode_request,
-                encode_response,
-                error_body,
-            )
-            from graft.runtime.repository import (
-                OUTPUT_NAME,
-                VERSION,
-                check_input,
-                check_outputs,
-            )
+            from graft.runtime.protocol import HEADER_LENGTH, ProtocolError, error_body
+            from graft.runtime.repository import infer_response, read_infer
 
             def error(status: int, message: str) -> Response:
                 return Response(error_body(message), status_code=status,
@@ -176,21 +165,17 @@ def _build_app(serve: Any, fragments: Sequence[tuple[str, int]], cpus_each: floa
                 return error(404, f"unknown model {name!r}: this server has "
                                   f"{', '.join(sorted(self.handles))}")
             model, partition = name.rsplit(".p", 1)
-            try:
-                body = await request.body()
-                req = decode_request(body, request.headers.get(HEADER_LENGTH))
-                x = check_input(req.inputs, model, int(partition))
-                binary = req.binary_default
-                if req.outputs is not None:
-                    check_outputs([n for n, _ in req.outputs])
-                    binary = any(b for _, b in req.outputs)
+            try:  # the same decoding and checks as graft's HTTP frontend
+                req, x, binary = read_infer(await request.body(),
+                                            request.headers.get(HEADER_LENGTH), model,
+                                            int(partition))
             except ProtocolError as e:
                 return error(e.status, str(e))
             try:
                 y = await handle.run.remote(x)
             except Exception as e:  # noqa: BLE001 - a replica's failure answers 500
                 return error(500, f"failed: {e}")
-            payload, length = encode_response(name, VERSION, req.id, [(OUTPUT_NAME, y, binary)])
+            payload, length = infer_response(model, int(partition), req.id, y, binary)
             if length is None:
                 return Response(payload, media_type="application/json")
             return Response(payload, media_type="application/octet-stream",

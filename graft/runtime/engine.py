@@ -481,11 +481,13 @@ class Engine:
         Every outcome is counted in ``metrics`` and kept in ``outcomes``."""
         name = f"{model}.p{partition}"
         t0 = now_ms()
-        default = self.pool.default_budget_ms.get((model, partition))
-        if budget_ms is not None or default is not None:
-            self.arrivals.add(model, partition, budget_ms if budget_ms is not None else default)
+        given = (budget_ms if budget_ms is not None
+                 else self.pool.default_budget_ms.get((model, partition)))
+        if given is not None:
+            self.arrivals.add(model, partition, given)
+        # rewritten below once admission has picked the flow and the budget
         record = Request(next(self._record_ids), "(no route)", model, partition, t0,
-                         t0 + (budget_ms if budget_ms is not None else default or 0.0))
+                         t0 + (given or 0.0))
         try:
             future = self.submit(model, partition, x, budget_ms, asyncio.get_running_loop())
             budget = future.graft_budget_ms  # type: ignore[attr-defined]
@@ -502,20 +504,28 @@ class Engine:
             self.metrics.refuse(name, e.reason)
             record.state = (RequestState.REJECTED if isinstance(e, Rejected)
                             else RequestState.DROPPED)
-            self.outcomes.append(record)
+            self._keep(record)
             raise
         record.completion_ms = now_ms()
         record.state = RequestState.COMPLETED
-        self.outcomes.append(record)
+        self._keep(record)
         elapsed = record.completion_ms - t0
         self.metrics.answer(name, elapsed / 1000.0, elapsed <= budget)
         return y
 
+    def _keep(self, record: Request) -> None:
+        with self._lock:  # requests may come from more than one event loop
+            self.outcomes.append(record)
+
+    def recent(self) -> list[Request]:
+        """The kept outcomes (``OUTCOMES_KEPT`` most recent), oldest first."""
+        with self._lock:
+            return list(self.outcomes)
+
     def summary(self) -> dict[str, Any]:
-        """The recent requests' numbers (``OUTCOMES_KEPT`` at most), server-side times, by
-        the simulator's own ``summarize``: attainment, p50/p99, rejections and drops, per
-        flow and per model."""
-        return summarize(list(self.outcomes))
+        """The recent requests' numbers, server-side times, by the simulator's own
+        ``summarize``: attainment, p50/p99, rejections and drops, per flow and per model."""
+        return summarize(self.recent())
 
     # --- results ------------------------------------------------------------------------
     def _ran(self, stage: str, batch: int, seconds: float) -> None:

@@ -20,7 +20,13 @@ import numpy as np
 from tritonclient.grpc import model_config_pb2, service_pb2, service_pb2_grpc
 
 from graft.runtime.engine import Engine, Rejected, RequestFailed, budget_from_timeout
-from graft.runtime.protocol import DATATYPES, MAX_ELEMENTS, MAX_TIMEOUT_US, ProtocolError
+from graft.runtime.protocol import (
+    DATATYPES,
+    MAX_ELEMENTS,
+    MAX_REQUEST_BYTES,
+    MAX_TIMEOUT_US,
+    ProtocolError,
+)
 from graft.runtime.repository import (
     OUTPUT_NAME,
     SERVER_NAME,
@@ -35,9 +41,6 @@ from graft.runtime.repository import (
 )
 
 log = logging.getLogger(__name__)
-
-#: Largest message accepted, bytes (as the HTTP body limit).
-MAX_MESSAGE_BYTES = 64 * 2**20
 
 _CONTENTS = {"FP32": "fp32_contents", "FP64": "fp64_contents", "INT32": "int_contents",
              "INT64": "int64_contents", "UINT32": "uint_contents", "UINT64": "uint64_contents",
@@ -181,8 +184,8 @@ class Servicer(service_pb2_grpc.GRPCInferenceServiceServicer):
 async def start_grpc(engine: Engine, host: str, port: int) -> tuple[Any, int]:
     """Start the gRPC server; returns it and the port it bound."""
     server = grpc.aio.server(options=[
-        ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-        ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+        ("grpc.max_receive_message_length", MAX_REQUEST_BYTES),
+        ("grpc.max_send_message_length", MAX_REQUEST_BYTES),
     ])
     service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(Servicer(engine), server)
     bound = server.add_insecure_port(f"{host}:{port}")

@@ -29,32 +29,26 @@ from graft.runtime.engine import Engine, Rejected, RequestFailed, budget_from_ti
 from graft.runtime.metrics import CONTENT_TYPE
 from graft.runtime.protocol import (
     HEADER_LENGTH,
+    MAX_REQUEST_BYTES,
     ProtocolError,
-    decode_request,
-    encode_response,
     error_body,
     json_object,
 )
 from graft.runtime.repository import (
-    OUTPUT_NAME,
     SERVER_NAME,
     VERSION,
     NotFound,
-    check_input,
-    check_outputs,
     config,
     fragment,
+    infer_response,
     metadata,
     model_name,
+    read_infer,
     workload_of,
 )
 from graft.workload.flows import Workload, parse_workload
 
 log = logging.getLogger(__name__)
-
-#: Largest request body accepted (aiohttp's default is 1 MiB): 64 MiB, about a hundred
-#: 224x224 fp32 images.
-MAX_BODY_BYTES = 64 * 2**20
 
 ENGINE = web.AppKey("engine", Engine)
 TOKEN = web.AppKey("admin_token", str)
@@ -96,7 +90,7 @@ def _route(handler):  # noqa: ANN001, ANN202 - a decorator for aiohttp handlers
         except _Unauthorised as e:
             return _error(401, str(e))
         except web.HTTPRequestEntityTooLarge:
-            return _error(413, f"the request body is larger than the {MAX_BODY_BYTES} bytes "
+            return _error(413, f"the request body is larger than the {MAX_REQUEST_BYTES} bytes "
                                "this server accepts")
     return wrapped
 
@@ -153,16 +147,10 @@ async def infer(request: web.Request) -> web.Response:
 
 async def _infer(request: web.Request) -> web.Response:
     model, partition = _fragment(request)
-    body = await request.read()
-    req = decode_request(body, request.headers.get(HEADER_LENGTH))
-    x = check_input(req.inputs, model, partition)
-    binary = req.binary_default
-    if req.outputs is not None:
-        check_outputs([n for n, _ in req.outputs])
-        binary = any(b for _, b in req.outputs)
+    req, x, binary = read_infer(await request.read(), request.headers.get(HEADER_LENGTH),
+                                model, partition)
     y = await request.app[ENGINE].infer(model, partition, x, budget_from_timeout(req.timeout_us))
-    payload, length = encode_response(model_name(model, partition), VERSION, req.id,
-                                      [(OUTPUT_NAME, y, binary)])
+    payload, length = infer_response(model, partition, req.id, y, binary)
     if length is None:
         return web.Response(body=payload, content_type="application/json")
     return web.Response(body=payload, content_type="application/octet-stream",
@@ -200,7 +188,8 @@ async def get_plan(request: web.Request) -> web.Response:
 async def get_summary(request: web.Request) -> web.Response:
     """The recent requests by the simulator's ``summarize`` (server-side times)."""
     _authorised(request)
-    return _json(request.app[ENGINE].summary())
+    loop = asyncio.get_running_loop()  # off the loop: 200,000 records take a while
+    return _json(await loop.run_in_executor(None, request.app[ENGINE].summary))
 
 
 @_route
@@ -243,7 +232,7 @@ async def prometheus(request: web.Request) -> web.Response:
 
 
 def make_app(engine: Engine, admin_token: str | None = None) -> web.Application:
-    app = web.Application(client_max_size=MAX_BODY_BYTES)
+    app = web.Application(client_max_size=MAX_REQUEST_BYTES)
     app[ENGINE] = engine
     app[TOKEN] = admin_token or ""
     r = app.router

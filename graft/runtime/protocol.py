@@ -38,6 +38,9 @@ DATATYPES: dict[str, np.dtype] = {
 MAX_ELEMENTS = 1 << 29
 #: The longest timeout a request may ask for, microseconds (an hour).
 MAX_TIMEOUT_US = 3_600_000_000
+#: Largest request (HTTP body or gRPC message) the frontends accept: 64 MiB, about a hundred
+#: 224x224 fp32 images (aiohttp's default is 1 MiB).
+MAX_REQUEST_BYTES = 64 * 2**20
 
 
 class ProtocolError(Exception):

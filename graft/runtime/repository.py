@@ -16,7 +16,12 @@ import numpy as np
 from graft.errors import GraftInputError
 from graft.models.catalog import get_model, model_names
 from graft.plan.plan import Plan
-from graft.runtime.protocol import ProtocolError
+from graft.runtime.protocol import (
+    InferRequest,
+    ProtocolError,
+    decode_request,
+    encode_response,
+)
 from graft.workload.flows import Flow, Workload
 
 INPUT_NAME = "INPUT__0"
@@ -120,3 +125,24 @@ def check_outputs(requested: list[str] | None) -> None:
     unknown = [n for n in requested or () if n != OUTPUT_NAME]
     if unknown:
         raise ProtocolError(f"unknown output {unknown[0]!r}: the output is {OUTPUT_NAME}")
+
+
+def read_infer(body: bytes, header_length: str | int | None, model: str, partition: int
+               ) -> tuple[InferRequest, np.ndarray, bool]:
+    """An HTTP infer body for entry (model, partition): the decoded request, its checked
+    input, and whether the client wants the output as binary data."""
+    req = decode_request(body, header_length)
+    x = check_input(req.inputs, model, partition)
+    binary = req.binary_default
+    if req.outputs is not None:
+        check_outputs([n for n, _ in req.outputs])
+        binary = any(b for _, b in req.outputs)
+    return req, x, binary
+
+
+def infer_response(model: str, partition: int, request_id: str | None, y: np.ndarray,
+                   binary: bool) -> tuple[bytes, int | None]:
+    """The HTTP infer response body carrying ``y``, and its JSON header's length when the
+    output is binary (None: the body is all JSON)."""
+    return encode_response(model_name(model, partition), VERSION, request_id,
+                           [(OUTPUT_NAME, y, binary)])

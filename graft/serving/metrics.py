@@ -56,13 +56,12 @@ def _attainment(requests: int, on_time: int) -> dict[str, Any]:
             "slo_attainment": on_time / requests if requests else 1.0}
 
 
-def _by(keys: list[str], on_time: np.ndarray) -> dict[str, dict[str, Any]]:
+def _by(keys: Sequence[str] | np.ndarray, on_time: np.ndarray) -> dict[str, dict[str, Any]]:
     """Attainment per key, keys sorted."""
-    codes: dict[str, int] = {}
-    index = np.fromiter([codes.setdefault(k, len(codes)) for k in keys], np.intp, len(keys))
-    total = np.bincount(index, minlength=len(codes))
-    hits = np.bincount(index, weights=on_time, minlength=len(codes))
-    return {k: _attainment(int(total[c]), int(hits[c])) for k, c in sorted(codes.items())}
+    names, index = np.unique(np.asarray(keys, dtype=str), return_inverse=True)
+    total = np.bincount(index, minlength=len(names))
+    hits = np.bincount(index, weights=on_time, minlength=len(names))
+    return {str(k): _attainment(int(total[c]), int(hits[c])) for c, k in enumerate(names)}
 
 
 def summarize(requests: Iterable[Request]) -> dict[str, Any]:
@@ -74,8 +73,8 @@ def summarize(requests: Iterable[Request]) -> dict[str, Any]:
                  [r.flow for r in reqs])
 
 
-def tally(o: Outcomes, latency_ms: np.ndarray, models: Sequence[str],
-          flows: Sequence[str] | None = None) -> dict[str, Any]:
+def tally(o: Outcomes, latency_ms: np.ndarray, models: Sequence[str] | np.ndarray,
+          flows: Sequence[str] | np.ndarray | None = None) -> dict[str, Any]:
     """``summarize``'s numbers from columns: ``latency_ms`` per request (read where
     completed), each request's model and (optionally) flow. The simulator, which measures
     latency end to end and gathers its requests from several plans, calls this directly."""
@@ -89,10 +88,10 @@ def tally(o: Outcomes, latency_ms: np.ndarray, models: Sequence[str],
         "rejected": int(o.rejected.sum()),
         "p50_ms": float(np.percentile(lat, 50)) if lat.size else None,
         "p99_ms": float(np.percentile(lat, 99)) if lat.size else None,
-        "per_model": _by(list(models), o.on_time),
+        "per_model": _by(models, o.on_time),
     })
     if flows is not None:
-        out["per_flow"] = _by(list(flows), o.on_time)
+        out["per_flow"] = _by(flows, o.on_time)
     return out
 
 

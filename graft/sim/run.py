@@ -147,7 +147,7 @@ class _Outcome:
         o = concat(self.parts)
         lat = np.concatenate(self.latencies) if self.latencies else np.zeros(0)
         codes = np.concatenate(self.models) if self.models else np.zeros(0, np.intp)
-        out = tally(o, lat, [models[k] for k in codes.tolist()])
+        out = tally(o, lat, np.asarray(models, dtype=str)[codes])
         out["latencies_ms"] = lat[o.completed].tolist()
         return out
 
