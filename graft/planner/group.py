@@ -81,13 +81,24 @@ class PrivateRuns:
         return Alignment(self.cost(start, end), drafts)
 
 
+@dataclass(frozen=True)
+class Group:
+    """Fragments of one model planned together: re-aligned, or served privately in budget
+    groups per partition point."""
+
+    fragments: tuple[Fragment, ...]
+    private: bool
+
+
 @dataclass
 class Grouping:
-    """A model's groups, and what serving every class privately costs (``gslice``'s plan of
-    the model, which the groups never exceed)."""
+    """A model's groups (``groups``, with their plans in ``alignments``), and what serving
+    every class privately costs (``gslice``'s plan of the model, which the groups never
+    exceed)."""
 
     alignments: list[Alignment]
     private_cost: float
+    groups: list[Group]
 
     @property
     def cost(self) -> float:
@@ -108,6 +119,7 @@ def best_grouping(
     n = len(classes)
     best_cost = [0.0] + [math.inf] * n
     best_groups: list[list[Alignment | tuple[int, int]]] = [[] for _ in range(n + 1)]
+    best_runs: list[list[tuple[int, int, bool]]] = [[] for _ in range(n + 1)]
     for end in range(1, n + 1):
         for start in range(end):
             members = [f for c in classes[start:end] for f in c]
@@ -129,5 +141,9 @@ def best_grouping(
             if total < best_cost[end] - TIE_EPS:
                 best_cost[end] = total
                 best_groups[end] = [*best_groups[start], group]
+                best_runs[end] = [*best_runs[start],
+                                  (start, end, not isinstance(group, Alignment))]
     return Grouping([g if isinstance(g, Alignment) else private.alignment(*g)
-                     for g in best_groups[n]], private.cost(0, n))
+                     for g in best_groups[n]], private.cost(0, n),
+                    [Group(tuple(f for c in classes[a:b] for f in c), private=p)
+                     for a, b, p in best_runs[n]])

@@ -28,9 +28,10 @@ says which). graft's own search is a subset of the same rules: budget classes re
 staircases or served by private budget groups (``group``, ``realign``, on a discretised
 budget grid), slack handed back stage by stage (``slack``), then greedy slices among its
 single-replica stages, each member within its own share of its routes' slack
-(``timeshare``). So every graft plan that keeps each commodity on one route is a feasible
-point here, and it is given as a start (any other start plan is still a fallback: the
-planner never returns a plan costing more than graft's).
+(``timeshare``); on small workloads, a bounded local search over other groupings of the
+fragments, each priced after those steps (``regroup``). So every graft plan that keeps each
+commodity on one route is a feasible point here, and it is given as a start (any other
+start plan is still a fallback: the planner never returns a plan costing more than graft's).
 
 **2e part.** A *stage* is a segment with one (B, g) option, execution time e and per-replica
 capacity ``cap = B * 1000 / e``. Variables ``x[c, s, k]`` binary (commodity c passes stage
