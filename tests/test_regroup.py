@@ -5,11 +5,13 @@ from hypothesis import HealthCheck, given, settings
 from test_planners_property import TOY, workloads
 
 from graft.cost.registry import make_cost_model
+from graft.models.catalog import get_model
 from graft.plan.verify import verify
 from graft.planner.graft_planner import GraftPlanner
-from graft.planner.group import Group
-from graft.planner.merge import merge_flows
+from graft.planner.group import PRIVATE, Group
+from graft.planner.merge import collapse_by_partition, merge_flows
 from graft.planner.optimal import gap_workloads
+from graft.planner.realign import realign
 from graft.planner.regroup import GroupDrafts, _moves, drafts_share
 
 
@@ -43,7 +45,7 @@ def test_moves_keep_every_fragment_once():
     cost = make_cost_model("analytic:v100")
     _, w = gap_workloads(cost, 30, 0)[27]
     frags = merge_flows(w.flows)
-    groups = [Group(tuple(frags[:4]), False), Group(tuple(frags[4:]), True)]
+    groups = [Group(tuple(frags[:4])), Group(tuple(frags[4:]), PRIVATE)]
     n = 0
     for candidate in _moves(groups):
         n += 1
@@ -54,3 +56,15 @@ def test_moves_keep_every_fragment_once():
     plan_group = GroupDrafts(cost, 96)
     drafts = [d for g in groups for d in plan_group(g)]
     assert drafts_share(drafts) > 0
+
+
+def test_full_staircase_keeps_every_point():
+    cost = make_cost_model("analytic:v100")
+    _, w = gap_workloads(cost, 30, 0)[26]  # mobilenet_v2, one flow at each of six points
+    frags = collapse_by_partition(merge_flows(w.flows))
+    points = [f.partition for f in frags]
+    drafts = realign(frags, cost, keep_all=True).drafts
+    L = get_model("mobilenet_v2").num_blocks
+    assert sorted((d.start, d.end) for d in drafts) == list(zip(points, [*points[1:], L]))
+    # slices hold the small stages for less: the search finds the optimum's 0.05 here
+    assert GraftPlanner().plan(w, cost).total_share <= 0.05 + 1e-9

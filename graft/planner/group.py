@@ -81,13 +81,18 @@ class PrivateRuns:
         return Alignment(self.cost(start, end), drafts)
 
 
+#: How a group's fragments are served: the cheapest staircase (``realign``), the full
+#: staircase (every partition point kept), or private budget groups per partition point.
+REALIGN, STAIRCASE, PRIVATE = "realign", "staircase", "private"
+
+
 @dataclass(frozen=True)
 class Group:
-    """Fragments of one model planned together: re-aligned, or served privately in budget
-    groups per partition point."""
+    """Fragments of one model planned together, and how (``REALIGN``, ``STAIRCASE`` or
+    ``PRIVATE``)."""
 
     fragments: tuple[Fragment, ...]
-    private: bool
+    how: str = REALIGN
 
 
 @dataclass
@@ -145,5 +150,5 @@ def best_grouping(
                                   (start, end, not isinstance(group, Alignment))]
     return Grouping([g if isinstance(g, Alignment) else private.alignment(*g)
                      for g in best_groups[n]], private.cost(0, n),
-                    [Group(tuple(f for c in classes[a:b] for f in c), private=p)
+                    [Group(tuple(f for c in classes[a:b] for f in c), PRIVATE if p else REALIGN)
                      for a, b, p in best_runs[n]])

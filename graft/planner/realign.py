@@ -36,17 +36,19 @@ class Alignment:
     drafts: list[StageDraft]
 
 
-def realign(fragments: list[Fragment], cost: CostModel, steps: int = DEFAULT_STEPS
-            ) -> Alignment:
-    """The cheapest staircase for ``fragments`` (one per partition point, same model)."""
+def realign(fragments: list[Fragment], cost: CostModel, steps: int = DEFAULT_STEPS, *,
+            keep_all: bool = False) -> Alignment:
+    """The cheapest staircase for ``fragments`` (one per partition point, same model);
+    ``keep_all``: the full staircase (every point kept, no private heads)."""
     frags = sorted(fragments, key=lambda f: f.partition)
     assert len({f.partition for f in frags}) == len(frags), "collapse by partition first"
-    return _Staircase(frags, cost, steps).solve()
+    return _Staircase(frags, cost, steps, keep_all).solve()
 
 
 class _Staircase:
-    def __init__(self, frags: list[Fragment], cost: CostModel, steps: int):
+    def __init__(self, frags: list[Fragment], cost: CostModel, steps: int, keep_all: bool):
         self.frags = frags
+        self.keep_all = keep_all
         self.cost = cost
         self.model = frags[0].model
         self.k = len(frags)
@@ -95,7 +97,7 @@ class _Staircase:
             for nxt in range(j + 2, k + 1):
                 heads[nxt] = heads[nxt] + self.head_costs(j + 1, nxt)
             best = np.full(D + 1, np.inf)
-            for nxt in range(j + 1, k + 1):
+            for nxt in range(j + 1, j + 2 if self.keep_all else k + 1):
                 # total[T, T'] = trunk stage cost with T - T' steps + the rest with T'
                 np.take(self.trunk_costs(j, nxt), self.diff_idx, out=total)
                 total += heads[nxt] + G[nxt]
@@ -111,7 +113,7 @@ class _Staircase:
             heads[nxt] = heads[nxt] + self.head_costs(0, nxt)
         # the first kept point (k: none, every fragment runs privately to L)
         top_cost, top_first, top_rest = np.inf, k, 0
-        for first in range(k + 1):
+        for first in range(1 if self.keep_all else k + 1):
             total = heads[first] + G[first]
             t = int(np.argmin(total))
             if total[t] < top_cost:

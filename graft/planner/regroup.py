@@ -9,7 +9,9 @@ grouping that costs more before time-sharing but less after it. ``regroup`` star
 raise the total share after ``slack`` and ``timeshare`` is taken (to a grouping not seen
 before: moves that keep the share let a next move pay), and the search goes on from there:
 
-- serve a group privately instead of re-aligned, or the reverse;
+- serve a group another way: re-aligned (the cheapest staircase), as the full staircase
+  (every partition point kept: more, smaller stages, which slices may hold for less), or
+  privately in budget groups;
 - move one fragment into another group of its model, or into a group of its own;
 - split a group in two at a partition point, or at a budget;
 - merge two groups of one model.
@@ -31,7 +33,7 @@ from graft.cost.base import CostModel
 from graft.planner.assemble import StageDraft
 from graft.planner.budget_groups import FragmentFlows
 from graft.planner.configs import EPS
-from graft.planner.group import Group
+from graft.planner.group import PRIVATE, REALIGN, STAIRCASE, Group
 from graft.planner.merge import collapse_by_partition
 from graft.planner.realign import realign
 from graft.workload.flows import Flow
@@ -68,16 +70,16 @@ class GroupDrafts:
 
     def __call__(self, group: Group) -> list[StageDraft] | None:
         """The group's stages, or None where its fragments cannot be re-aligned together."""
-        key = (frozenset(group.fragments), group.private)
+        key = (frozenset(group.fragments), group.how)
         if key not in self._cache:
             self._cache[key] = self._plan(group)
         return self._cache[key]
 
     def _plan(self, group: Group) -> list[StageDraft] | None:
-        if not group.private:
+        if group.how != PRIVATE:
             try:
-                return realign(collapse_by_partition(group.fragments), self.cost,
-                               self.steps).drafts
+                return realign(collapse_by_partition(group.fragments), self.cost, self.steps,
+                               keep_all=group.how == STAIRCASE).drafts
             except ValueError:  # no staircase meets every fragment's budget
                 return None
         by_point: dict[int, list[Flow]] = defaultdict(list)
@@ -97,32 +99,34 @@ def _moves(groups: list[Group]) -> Iterator[list[Group]]:
         return [g for i, g in enumerate(groups) if i not in idx]
 
     for i, g in enumerate(groups):
-        yield [*without(i)[:i], Group(g.fragments, not g.private), *without(i)[i:]]
+        for how in (REALIGN, STAIRCASE, PRIVATE):
+            if how != g.how:
+                yield [*without(i)[:i], Group(g.fragments, how), *without(i)[i:]]
     for i, g in enumerate(groups):
         model = g.fragments[0].model
         for f in g.fragments:
             rest = tuple(x for x in g.fragments if x is not f)
-            kept = [Group(rest, g.private)] if rest else []
+            kept = [Group(rest, g.how)] if rest else []
             for j, h in enumerate(groups):
                 if j != i and h.fragments[0].model == model:
-                    yield [*without(i, j), *kept, Group((*h.fragments, f), h.private)]
+                    yield [*without(i, j), *kept, Group((*h.fragments, f), h.how)]
             if rest:
-                yield [*without(i), *kept, Group((f,), False)]
+                yield [*without(i), *kept, Group((f,))]
     for i, g in enumerate(groups):
         for key in (lambda f: f.partition, lambda f: f.budget_ms):
             for t in sorted({key(f) for f in g.fragments})[1:]:
                 lo = tuple(f for f in g.fragments if key(f) < t)
                 hi = tuple(f for f in g.fragments if key(f) >= t)
-                yield [*without(i), Group(lo, False), Group(hi, False)]
+                yield [*without(i), Group(lo), Group(hi)]
     for i, g in enumerate(groups):
         for j in range(i + 1, len(groups)):
             h = groups[j]
             if h.fragments[0].model == g.fragments[0].model:
-                yield [*without(i, j), Group((*g.fragments, *h.fragments), False)]
+                yield [*without(i, j), Group((*g.fragments, *h.fragments))]
 
 
 def _key(groups: list[Group]) -> frozenset:
-    return frozenset((frozenset(g.fragments), g.private) for g in groups)
+    return frozenset((frozenset(g.fragments), g.how) for g in groups)
 
 
 def regroup(groups: list[Group], plan_group: GroupDrafts, finish: Finish,
