@@ -149,10 +149,12 @@ def section(cost: CostModel, duration_s: float) -> list[str]:
         f"machine's {cores} cores for {duration_s:g} s of Poisson arrivals (after 1 s of "
         f"warm-up), the load generator on the same cores. A level is sustained when "
         f"attainment is at least {SUSTAIN:.0%} (the ceiling is 1.0: every budget covers its "
-        "fragment). Share: cores the plan holds; processes: its workers (a time-shared slice "
-        "is one); used: the cores its workers used (their CPU time over the window).",
+        "fragment). Share: the part of the machine the plan holds (1 = all "
+        f"{cores} cores; a CPU share is a number of intra-op threads); processes: its workers "
+        "(a time-shared slice is one); used: the cores its workers used (their CPU time over "
+        "the window).",
         "",
-        "| planner | load | offered req/s | share (cores) | processes | used (cores) | "
+        "| planner | load | offered req/s | share | processes | used (cores) | "
         "goodput req/s | attainment | p99 ms | refused or failed |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
@@ -170,7 +172,7 @@ def section(cost: CostModel, duration_s: float) -> list[str]:
         else:
             lines.append(f"- {p}: sustains {lv.load:g}x: goodput {lv.goodput_rps:.1f} req/s, "
                          f"{lv.goodput_rps / (lv.share * cores):.1f} per core its plan holds "
-                         f"({lv.share:g} of {cores}), "
+                         f"({lv.share * cores:g} cores held on {cores}), "
                          f"{lv.goodput_rps / lv.used_cores:.1f} per core its workers used "
                          f"({lv.used_cores:.2f}), {lv.goodput_rps / cores:.1f} per machine "
                          "core.")
