@@ -5,7 +5,16 @@ PY := $(VENV)/bin/python
 GRAFT := $(VENV)/bin/graft
 STAMP := $(VENV)/.installed
 # torch pins: these install from the local wheel cache; other versions download gigabytes.
+# The CUDA build (about 5 GB installed): PyPI has no CPU build of torchvision for Linux, and
+# its CUDA torchvision does not load on a CPU torch (README, "Set-up").
 TORCH_PINS := torch==2.14.1 torchvision==0.29.1
+# A line every few seconds while a long step runs.
+HEARTBEAT := bash scripts/heartbeat.sh
+# Benchmarks write under out/bench/ (ignored by git); UPDATE=1 rewrites bench/results/.
+RESULTS := $(if $(UPDATE),bench/results,out/bench)
+# Third-party data beside the checkout (README, "Data"): override with TRACES=... / DATA=...
+TRACES ?= ../shared/data/traces
+DATA ?=
 
 .PHONY: setup demo test lint bench-planner bench-sim bench-runtime calibrate regenerate-models clean
 
@@ -13,8 +22,10 @@ setup: $(STAMP)
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet $(TORCH_PINS)
-	$(PY) -m pip install --quiet -e '.[dev]'
+	@echo "installing $(TORCH_PINS) (CUDA build, about 5 GB; minutes)" >&2
+	$(HEARTBEAT) "installing torch" $(PY) -m pip install --quiet $(TORCH_PINS)
+	@echo "installing graft and its dev tools" >&2
+	$(HEARTBEAT) "installing graft" $(PY) -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -28,16 +39,16 @@ lint: $(STAMP)
 	$(PY) -m ruff check graft tests bench
 
 bench-planner: $(STAMP)
-	$(PY) bench/planner_bench.py --output bench/results/planner.md --optimal-time-limit 20
+	$(PY) bench/planner_bench.py --output $(RESULTS)/planner.md --optimal-time-limit 20
 
 bench-sim: $(STAMP)
-	$(PY) bench/sim_bench.py --output bench/results/sim.md
+	$(PY) bench/sim_bench.py --trace-root $(TRACES) --output $(RESULTS)/sim.md
 
 bench-runtime: $(STAMP)
-	$(PY) bench/runtime_bench.py --output bench/results/runtime.md
+	$(PY) bench/runtime_bench.py --output $(RESULTS)/runtime.md
 
 calibrate: $(STAMP)
-	$(GRAFT) calibrate
+	$(GRAFT) calibrate $(if $(DATA),--data-dir $(DATA))
 
 regenerate-models: $(STAMP)
 	$(GRAFT) models --regenerate

@@ -1,7 +1,11 @@
 """Planner benchmark: every planner on a suite of workloads; writes bench/results/planner.md.
 
-    make bench-planner            # the full suite (a few minutes on one core)
+    make bench-planner            # the full suite (a few minutes on one core): out/bench/
+    make bench-planner UPDATE=1   # the same, rewriting the committed bench/results/planner.md
     python bench/planner_bench.py --quick --output /tmp/planner.md   # a smoke run
+
+Each table's header is printed (stderr) before its rows, as they are measured; the file is
+written at the end, and the summary printed.
 
 The suite spans the five models, homogeneous to highly heterogeneous partition points and
 budgets, and high rates with budgets spread widely inside every fragment
@@ -114,6 +118,12 @@ def header(args: argparse.Namespace) -> list[str]:
     ]
 
 
+def show(lines: list[str]) -> None:
+    """Progress on stderr: lines of the results as they are made."""
+    for line in lines:
+        print(line, file=sys.stderr, flush=True)
+
+
 def suite(args: argparse.Namespace, rows: list[tuple[str, int]]) -> tuple[list[str], dict]:
     lines = [
         "## Suite: five models, 10 to 10,000 flows",
@@ -123,6 +133,7 @@ def suite(args: argparse.Namespace, rows: list[tuple[str, int]]) -> tuple[list[s
         " gslice/LB | optimal share | graft time (s) | gslice time (s) |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|",
     ]
+    show(lines)
     facts: dict = {"ratio": {}, "gpus": {}, "time": {}, "lb": {}}
     for shape, n in rows:
         w = synthetic_workload(make_cost_model(args.cost_model), n, SHAPES[shape], seed=n)
@@ -166,6 +177,7 @@ def gap(args: argparse.Namespace, count: int
         " gslice/optimal | solver | optimal time (s) |",
         "|---|---:|---:|---:|---:|---:|---:|---|---:|",
     ]
+    show(lines)
     gaps: list[tuple[float, bool, float]] = []  # graft/optimal, proven, graft - optimal
     for name, w in gap_workloads(cost, count=count, seed=0):
         g, g2, s, o, o2 = (run(p, w, cost) for p in
@@ -229,20 +241,25 @@ def summary(facts: dict, gaps: list[tuple[float, bool, float]]) -> list[str]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cost-model", default="analytic:v100")
-    ap.add_argument("--output", default="bench/results/planner.md")
+    ap.add_argument("--output", default="out/bench/planner.md",
+                    help="results file (default out/bench/planner.md, ignored by git; "
+                         "bench/results/planner.md is the committed table)")
     ap.add_argument("--quick", action="store_true", help="a small smoke suite")
     ap.add_argument("--optimal-time-limit", type=float, default=30.0,
                     help="seconds per MILP run in the gap table (default 30)")
     args = ap.parse_args()
     OPTIMAL_LIMIT_S["value"] = args.optimal_time_limit
     rows, count = (QUICK_SUITE, QUICK_GAP) if args.quick else (FULL_SUITE, GAP_COUNT)
+    show(header(args))
     suite_lines, facts = suite(args, rows)
     gap_lines, gaps = gap(args, count)
-    text = "\n".join(header(args) + suite_lines + gap_lines + summary(facts, gaps)) + "\n"
+    summary_lines = summary(facts, gaps)
+    text = "\n".join(header(args) + suite_lines + gap_lines + summary_lines) + "\n"
     os.makedirs(os.path.dirname(args.output) or ".", exist_ok=True)
     with open(args.output, "w") as fh:
         fh.write(text)
-    print(text)
+    print("\n".join(summary_lines[1:]))
+    print(f"\nwrote {args.output}")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 """Runtime benchmark on this machine's CPU, real PyTorch execution: writes
 bench/results/runtime.md.
 
-    make bench-runtime          # python bench/runtime_bench.py --output bench/results/runtime.md
+    make bench-runtime            # writes out/bench/runtime.md (ignored by git)
+    make bench-runtime UPDATE=1   # rewrites the committed bench/results/runtime.md
 
 1. **Fidelity.** ``graft profile`` measures mobilenet_v2 here; graft plans three
    split-inference flows on that profile; the same plan and the same Poisson arrivals run in
@@ -185,7 +186,8 @@ def overhead(args: argparse.Namespace) -> list[str]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--output", default="bench/results/runtime.md")
+    ap.add_argument("--output", default="out/bench/runtime.md",
+                    help="results file (default out/bench/runtime.md, ignored by git)")
     ap.add_argument("--duration", type=float, default=30.0)
     ap.add_argument("--load", type=float, default=1.0, help="scale the flows' rates")
     ap.add_argument("--efficiency-duration", type=float, default=10.0,

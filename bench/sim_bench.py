@@ -1,6 +1,7 @@
 """Simulator benchmark: graft vs gslice vs nexus on real LTE uplinks; writes bench/results/sim.md.
 
-    make bench-sim                 # needs ../shared/data/traces (see below)
+    make bench-sim TRACES=DIR      # out/bench/sim.md (ignored by git); UPDATE=1 rewrites
+                                   # bench/results/sim.md; TRACES defaults to ../shared/data/traces
     python bench/sim_bench.py --duration 20 --output /tmp/sim.md   # a shorter run
     python bench/sim_bench.py --trace-root DIR ...                # other trace files
 
@@ -89,9 +90,11 @@ def trace_sources(root: Path) -> dict[str, list[tuple[str, int]]]:
     missing = [f"{root / 'mahimahi-cellular'}/*LTE*.up"] if not mm else []
     missing += [f"{nyu}/ (trace files)"] if not nyu_files else []
     if missing:
-        raise SystemExit(f"sim_bench: real traces not found: {', '.join(missing)}. Put the "
-                         f"trace sets under {root} (see ../shared/data/traces/README.md) or "
-                         f"pass --trace-root DIR.")
+        raise SystemExit(f"sim_bench: real traces not found: {', '.join(missing)}. Get the "
+                         "Mahimahi cellular traces (github.com/ravinet/mahimahi, traces/) and "
+                         "NYU-METS (github.com/NYU-METS/Main, Dataset/) into DIR/mahimahi-"
+                         "cellular/ and DIR/nyu-mets-lte/, then run make bench-sim TRACES=DIR "
+                         "(or --trace-root DIR); README.md, 'Data'.")
     return {"mahimahi-lte": [(str(p.resolve()), CLIENTS_PER_TRACE) for p in mm],
             "nyu-mets": [(str(nyu.resolve()), len(nyu_files))]}
 
@@ -291,7 +294,8 @@ def main() -> None:
     ap.add_argument("--duration", type=float, default=60.0, help="simulated s per scenario")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--models", default=",".join(MODELS))
-    ap.add_argument("--output", default="bench/results/sim.md")
+    ap.add_argument("--output", default="out/bench/sim.md",
+                    help="results file (default out/bench/sim.md, ignored by git)")
     a = ap.parse_args()
     models = tuple(a.models.split(","))
     t0 = time.perf_counter()

@@ -26,72 +26,67 @@ log = logging.getLogger("graft")
 
 
 def _write_json(data: Any, path: str | None) -> None:
-    text = json.dumps(data, indent=1)
-    if path is None or path == "-":
-        print(text)
-    else:
-        try:
-            with open(path, "w") as fh:
-                fh.write(text + "\n")
-        except OSError as e:
-            raise GraftInputError(f"cannot write {path!r}: {e.strerror}") from None
+    from graft.jsonio import write_json
+
+    write_json(data, path)
 
 
 # --- commands -------------------------------------------------------------------------------
 def cmd_models(args: argparse.Namespace) -> int:
     if args.regenerate or args.check:
+        if args.name:
+            raise GraftInputError("--check and --regenerate measure every model; drop the "
+                                  f"name {args.name!r}")
         from graft.models.measure import regenerate
+        from graft.progress import Heartbeat
+        from graft.wording import plural
 
-        diffs = regenerate(check=args.check)
+        with Heartbeat("graft models: measuring the block table") as beat:
+            diffs = regenerate(check=args.check, progress=beat.update)
         if args.check:
             for d in diffs:
                 print(d)
             print("block table matches the models" if not diffs else
-                  f"{len(diffs)} differences from the committed block table")
+                  f"{plural(len(diffs), 'difference')} from the committed block table")
             return 1 if diffs else 0
         print("block table regenerated")
         return 0
-    from graft.models.catalog import all_models
+    from graft.models.catalog import all_models, get_model
+    from graft.models.describe import partition_table, summary_line
 
-    models = all_models()
+    models = [get_model(args.name)] if args.name else all_models()
     if args.json:
         _write_json({"models": [m.to_json() for m in models]}, None)
         return 0
+    if args.name:
+        print(partition_table(models[0]))
+        return 0
     for m in models:
-        gflop = sum(b.flops for b in m.blocks) / 1e9
-        mparams = sum(b.param_bytes for b in m.blocks) / 4e6
-        print(f"{m.name:14s} {m.num_blocks:3d} blocks  input {tuple(m.input_shape)}  "
-              f"{gflop:8.3f} GFLOP  {mparams:7.2f} M params")
+        print(summary_line(m))
+    print("\n`graft models NAME` shows a model's partition points, shapes and sizes.")
     return 0
 
 
 def _cost_query(item: Any, i: int) -> tuple[str, int, int, int, float]:
-    if not isinstance(item, dict):
-        raise GraftInputError(f"query [{i}] must be an object")
+    from graft import fields, limits
     from graft.models.catalog import get_model
 
-    for key in ("model", "start", "end", "batch", "share"):
-        if key not in item:
-            raise GraftInputError(f"query [{i}] is missing it", field=key)
-    model = get_model(str(item["model"]))
-    ints = {}
-    for key in ("start", "end", "batch"):
-        v = item[key]
-        if isinstance(v, bool) or not isinstance(v, int):
-            raise GraftInputError(f"query [{i}] needs an integer, got {v!r}", field=key)
-        ints[key] = v
-    if not 0 <= ints["start"] < ints["end"] <= model.num_blocks:
+    where = f"[{i}]."
+    item = fields.obj(item, f"[{i}]", COST_QUERY_FIELDS, prefix=where)
+    model = get_model(fields.string(item, "model", where))
+    start = fields.integer(item, "start", where)
+    end = fields.integer(item, "end", where)
+    if not 0 <= start < end <= model.num_blocks:
         raise GraftInputError(
-            f"query [{i}] blocks [{ints['start']}, {ints['end']}) are not within "
-            f"0..{model.num_blocks} of {model.name}", field="end")
-    if ints["batch"] < 1:
-        raise GraftInputError(f"query [{i}] batch must be >= 1", field="batch")
-    share = item["share"]
-    if isinstance(share, bool) or not isinstance(share, (int, float)) or not (
-            math.isfinite(share) and 0 < share <= 1):
-        raise GraftInputError(f"query [{i}] share must be in (0, 1], got {share!r}",
-                              field="share")
-    return model.name, ints["start"], ints["end"], ints["batch"], float(share)
+            f"query [{i}] blocks [{start}, {end}) are not within 0..{model.num_blocks} of "
+            f"{model.name}", field="end")
+    batch = fields.integer(item, "batch", where, minimum=1)
+    limits.BATCH.check(batch, f"query [{i}] asks for a batch of {{}}", field="batch")
+    share = fields.number(item, "share", where, minimum=limits.MIN_SHARE, maximum=1)
+    return model.name, start, end, batch, share
+
+
+COST_QUERY_FIELDS = ("model", "start", "end", "batch", "share")
 
 
 def cmd_cost(args: argparse.Namespace) -> int:
@@ -102,26 +97,41 @@ def cmd_cost(args: argparse.Namespace) -> int:
     queries = load_json("-", "cost queries")
     if not isinstance(queries, list):
         raise GraftInputError("cost queries must be a JSON list of objects")
-    out = [cost.latency_ms(*_cost_query(q, i)) for i, q in enumerate(queries)]
+    queries = [_cost_query(q, i) for i, q in enumerate(queries)]  # all checked first
+    out = [cost.latency_ms(*q) for q in queries]
+    for i, ms in enumerate(out):
+        if not math.isfinite(ms):
+            raise GraftInputError(f"{cost.name} has no finite latency for query [{i}]")
     print(json.dumps(out))
     return 0
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
+    from graft import limits
     from graft.cost.registry import make_cost_model
+    from graft.jsonio import check_output_file
     from graft.planner.headroom import plan_with_headroom
     from graft.planner.registry import make_planner
     from graft.workload.flows import load_workload
 
     planner = make_planner(args.planner)
     cost = make_cost_model(args.cost_model)
+    check_output_file(args.output, "the plan")
     workload = load_workload(args.workload)
-    plan = plan_with_headroom(planner, workload, cost, max_utilization=args.max_utilization,
+    u = args.max_utilization
+    if not (math.isfinite(u) and 0 < u <= 1):
+        raise GraftInputError(f"--max-utilization must be in (0, 1], got {u}",
+                              field="max_utilization")
+    limits.check_planning(workload.flows, cost, max_utilization=u)
+    plan = plan_with_headroom(planner, workload, cost, max_utilization=u,
                               allow_partial=args.allow_partial)
-    log.info("%s: %d stages, total share %.3f on %d GPUs (lower bound %.3f)%s",
-             plan.planner, len(plan.stages), plan.total_share, plan.gpus,
-             plan.lower_bound_share,
-             f"; {len(plan.unserved)} flows unserved" if plan.unserved else "")
+    limits.GPUS.check(plan.gpus, f"the {plan.planner} plan uses {{}}")
+    from graft.wording import devices, plural
+
+    log.info("%s: %s, total share %.3f on %s (lower bound %.3f)%s",
+             plan.planner, plural(len(plan.stages), "stage"), plan.total_share,
+             devices(plan.gpus, cost), plan.lower_bound_share,
+             f"; {plural(len(plan.unserved), 'flow')} unserved" if plan.unserved else "")
     _write_json(plan.to_json(), args.output)
     return 0
 
@@ -136,19 +146,22 @@ def cmd_verify(args: argparse.Namespace) -> int:
     plan = Plan.from_json(load_json(args.plan, "plan"))
     cost = make_cost_model(args.cost_model or plan.cost_model)
     errors = verify(workload, plan, cost, allow_partial=args.allow_partial)
+    from graft.wording import devices, plural
+
     if errors:
         for e in errors:
             print(f"violation: {e}")
-        print(f"INVALID: {len(errors)} violations")
+        print(f"INVALID: {plural(len(errors), 'violation')}")
         return 1
-    print(f"OK: {len(plan.routes)} flows routed over {len(plan.stages)} stages, "
-          f"total share {plan.total_share:.3f} on {plan.gpus} GPUs "
-          f"({plan.gpu_sharing}, {cost.name})"
+    print(f"OK: {plural(len(plan.routes), 'flow')} routed over "
+          f"{plural(len(plan.stages), 'stage')}, total share {plan.total_share:.3f} on "
+          f"{devices(plan.gpus, cost)} ({plan.gpu_sharing}, {cost.name})"
           + (f", {len(plan.unserved)} unserved" if plan.unserved else ""))
     return 0
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
+    from graft import limits
     from graft.cost.registry import make_cost_model
     from graft.planner.compare import format_table, run_planners
     from graft.planner.registry import planner_names
@@ -158,36 +171,94 @@ def cmd_compare(args: argparse.Namespace) -> int:
     cost = make_cost_model(args.cost_model)
     if args.workload:
         workload = load_workload(args.workload)
+        limits.check_planning(workload.flows, cost)
         what = args.workload
     else:
         workload = demo_workload(cost, seed=args.seed)
         what = f"built-in demo workload (seed {args.seed})"
     names = args.planner or [n for n in planner_names() if n != "optimal"]
-    print(f"{what}: {len(workload.flows)} flows over {len(workload.models())} models, "
-          f"cost model {cost.name}\n")
-    print(format_table(run_planners(workload, cost, names)))
+    from graft.wording import device_word, plural
+
+    print(f"{what}: {plural(len(workload.flows), 'flow')} over "
+          f"{plural(len(workload.models()), 'model')}, cost model {cost.name}\n")
+    outcomes = run_planners(workload, cost, names)
+    print(format_table(outcomes, unit=device_word(cost)))
+    if all(o.total_share is None for o in outcomes):
+        raise GraftInputError(f"no planner could plan {what}: {outcomes[0].note}")
+    invalid = [o.planner for o in outcomes if o.total_share is not None and not o.valid]
+    if invalid:
+        _warn(f"{', '.join(invalid)} made a plan that fails verification (a bug; run "
+              "graft verify on its plan for the violations)")
+        return 1
     return 0
 
 
-def cmd_profile(args: argparse.Namespace) -> int:
-    from graft.cost.profiler import merge_profiles, profile_model, write_profile
+def _check_profile_size(args: argparse.Namespace, batches: tuple[int, ...],
+                        shares: tuple[float, ...] | None) -> None:
+    """Before any measurement: known models, batches within ``limits.BATCH``, and with the
+    ``shares`` to measure, the work within ``limits.PROFILE_TFLOP`` and (on CPU) the
+    largest batch's activations within half of this machine's memory."""
+    import os
 
+    from graft import limits
+    from graft.models.catalog import get_model
+
+    if args.warmup < 0 or args.repeats < 1:
+        raise GraftInputError(f"need --warmup >= 0 and --repeats >= 1, got {args.warmup}, "
+                              f"{args.repeats}")
+    limits.BATCH.check(max(batches), "--batches asks for a batch of {}", field="batches")
+    specs = [get_model(name) for name in args.models]
+    if shares is None:
+        return
+    passes = sum(batches) * len(shares) * (args.warmup + args.repeats)
+    flop = passes * sum(b.flops for m in specs for b in m.blocks)
+    limits.PROFILE_TFLOP.check(math.ceil(flop / 1e12), "the measurements take about {}")
+    if args.device == "cpu":
+        peak = max(max(batches) * 2 * max(m.in_bytes(i) + b.out_bytes
+                                          for i, b in enumerate(m.blocks))
+                   + sum(b.param_bytes for b in m.blocks) for m in specs)
+        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        if peak > memory / 2:
+            raise GraftInputError(
+                f"a batch of {max(batches)} needs about {peak / 2**30:.1f} GiB, more than "
+                f"half of this machine's {memory / 2**30:.1f} GiB; use smaller --batches",
+                field="batches")
+
+
+def cmd_profile(args: argparse.Namespace) -> int:
+    from graft.jsonio import check_output_file
+
+    check_output_file(args.output, "the profile")
     batches = tuple(_int_list(args.batches, "--batches"))
     shares = tuple(_float_list(args.shares, "--shares")) if args.shares else None
+    _check_profile_size(args, batches, None)  # before torch loads
+    from graft.cost.profiler import giveable_shares, merge_profiles, profile_model, write_profile
+
+    shares = tuple(giveable_shares(args.device, shares))
+    _check_profile_size(args, batches, shares)
+    from graft.progress import Heartbeat
+
+    def progress(msg: str) -> None:
+        log.info("  %s", msg)
+        beat.update(msg)
+
     parts = []
-    for name in args.models:
-        log.info("profiling %s on %s", name, args.device)
-        parts.append(profile_model(name, device=args.device, batches=batches, shares=shares,
-                                   warmup=args.warmup, repeats=args.repeats,
-                                   progress=lambda msg: log.info("  %s", msg)))
+    with Heartbeat(f"graft profile on {args.device}") as beat:
+        for name in args.models:
+            log.info("profiling %s on %s", name, args.device)
+            beat.update(f"profiling {name}")
+            parts.append(profile_model(name, device=args.device, batches=batches,
+                                       shares=shares, warmup=args.warmup,
+                                       repeats=args.repeats, progress=progress))
     write_profile(merge_profiles(parts), args.output)
     print(f"wrote {args.output}: use it as --cost-model profile:{args.output}")
     return 0
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
-    from graft.cost.calibration import report
+    from graft.cost.calibration import report, require_data_dir
 
+    require_data_dir(args.data_dir)  # exit 2 when the data are missing, not a stub report
     print(report(args.data_dir))
     return 0
 
@@ -212,35 +283,68 @@ def _progress_bar(enabled: bool) -> Callable[[str, int, int], None] | None:
 def cmd_simulate(args: argparse.Namespace) -> int:
     import os
 
+    from graft.jsonio import check_output_dir
     from graft.planner.registry import make_planner
     from graft.sim.report import write_report
     from graft.sim.run import run_scenario
     from graft.sim.scenario import load_scenario
 
+    check_output_dir(args.output, "the report folder")
     scenario = load_scenario(args.scenario, trace_dir=args.trace_dir)
     planners = args.planner or list(DEFAULT_SIM_PLANNERS)
     for name in planners:
         make_planner(name)
-    progress = _progress_bar(args.verbose or sys.stderr.isatty())
-    runs = run_scenario(scenario, planners, seed=args.seed, progress=progress)
+    from graft.progress import Heartbeat
+    from graft.sim.report import answer
+
+    # the bar redraws in place on a terminal (or with -v); elsewhere a line every few seconds
+    bar = _progress_bar(args.verbose or sys.stderr.isatty())
+    with Heartbeat(f"graft simulate {scenario.name}", enabled=bar is None) as beat:
+        def progress(planner: str, done: int, total: int) -> None:
+            beat.update(f"{planner} {done}/{total} epochs")
+
+        runs = run_scenario(scenario, planners, seed=args.seed, progress=bar or progress)
     try:
         os.makedirs(args.output, exist_ok=True)
     except OSError as e:
         raise GraftInputError(f"cannot create {args.output!r}: {e.strerror}") from None
     paths = write_report(args.output, scenario.name, runs)
     for name, r in runs.items():
-        log.info("%s: attainment %.3f, p99 %.0f ms, %.1f share-seconds, %.2f GPUs, %d switches",
-                 name, r.slo_attainment, r.p99_ms, r.share_seconds, r.mean_gpus, r.plans)
-    print(f"wrote {len(paths)} files to {args.output}")
-    return 0
+        log.info("%s: attainment %.3f, p99 %.0f ms, %.1f share-seconds, %.2f mean %ss, "
+                 "%d switches", name, r.slo_attainment, r.p99_ms, r.share_seconds,
+                 r.mean_gpus, r.device_word, r.plans)
+    print("\n".join(answer(runs)))
+    print(f"wrote {len(paths)} files to {args.output} (report.md: the numbers, and the "
+          "misses per client group)")
+    return _served_any(runs)
+
+
+def _served_any(runs: dict[str, Any]) -> int:
+    """Warn about every planner that served no request; 1 when none served any."""
+    idle = []
+    for name, r in runs.items():
+        if r.requests == 0:
+            idle.append(name)
+            _warn(f"{name}: the scenario's clients sent no request to the server")
+        elif r.completed == 0:
+            idle.append(name)
+            _warn(f"{name}: none of {r.requests} requests was served ({r.rejected} rejected "
+                  f"at admission, {r.dropped} dropped); see report.md for why")
+    return 1 if runs and len(idle) == len(runs) else 0
+
+
+def _warn(message: str) -> None:
+    print(f"graft: warning: {message}", file=sys.stderr)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from graft import limits
     from graft.cost.registry import make_cost_model
     from graft.plan.plan import Plan
     from graft.plan.verify import verify
     from graft.planner.registry import make_planner
     from graft.runtime.server import serve
+    from graft.wording import plural
     from graft.workload.flows import load_json, load_workload
 
     if args.plan is None and args.workload is None:
@@ -254,10 +358,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
         if workload is not None:
             errors = verify(workload, plan, cost, allow_partial=True)
             if errors:
-                raise GraftInputError(f"the plan fails verification ({len(errors)} "
-                                      f"violations), first: {errors[0]}")
+                raise GraftInputError(f"the plan fails verification "
+                                      f"({plural(len(errors), 'violation')}), first: "
+                                      f"{errors[0]}")
     else:
         cost = make_cost_model(args.cost_model or DEFAULT_SERVE_COST_MODEL)
+        limits.check_planning(workload.flows, cost)
         plan = make_planner(args.planner).plan(workload, cost, allow_partial=True)
         for u in plan.unserved:
             log.warning("flow %s is not served: it needs a budget of %.3f ms", u.flow,
@@ -265,6 +371,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if not 0 <= args.grpc_port < 65536:
         raise GraftInputError(f"--grpc-port must be in 0..65535 (0: no gRPC), got "
                               f"{args.grpc_port}", field="grpc_port")
+    limits.WORKERS.check(len(plan.processes()), "the plan runs {}")
     import os
 
     from graft.runtime.http import TOKEN_ENV
@@ -292,11 +399,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_loadgen(args: argparse.Namespace) -> int:
     import asyncio
 
+    from graft import limits
     from graft.client import loadgen
+    from graft.jsonio import check_output_file
 
-    if args.duration <= 0 or args.duration > 24 * 3600:
+    if not 0 < args.duration <= 24 * 3600:  # NaN too
         raise GraftInputError(f"--duration must be in (0, 86400] seconds, got {args.duration}",
                               field="duration")
+    check_output_file(args.json, "--json")
+    check_output_file(args.csv, "--csv")
     progress = loadgen.progress_stream(not args.quiet)
     if args.mode == "trace":
         from graft.cost.registry import make_cost_model
@@ -317,6 +428,8 @@ def cmd_loadgen(args: argparse.Namespace) -> int:
         if not args.workload:
             raise GraftInputError(f"--mode {args.mode} needs --workload WORKLOAD.json")
         flows = load_workload(args.workload).flows
+        limits.REQUESTS.check(math.ceil(sum(f.rate for f in flows) * args.duration),
+                              "its flows over --duration make about {}")
         if args.mode == "poisson":
             schedule = loadgen.poisson_schedule(flows, args.duration, args.seed)
             report = asyncio.run(loadgen.run_open_loop(args.url, schedule, progress=progress))
@@ -336,10 +449,12 @@ def cmd_loadgen(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from graft.demo import run_demo
+    from graft.jsonio import check_output_dir
 
     if not 1 <= args.duration <= 600:
         raise GraftInputError(f"--duration must be in [1, 600] s, got {args.duration}",
                               field="duration")
+    check_output_dir(args.output, "the demo's folder")
     return run_demo(args.output, duration_s=args.duration)
 
 
@@ -363,6 +478,17 @@ def _float_list(text: str, flag: str) -> list[float]:
     return values
 
 
+def _seed(text: str) -> int:
+    """``--seed``: an integer >= 0 (what numpy's generators take)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {text!r}")
+    return value
+
+
 # --- parser ---------------------------------------------------------------------------------
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # one line, exit 2, like every input error
@@ -378,9 +504,15 @@ def build_parser() -> argparse.ArgumentParser:
             ) -> argparse.ArgumentParser:
         sp = sub.add_parser(name, help=help, description=help)
         sp.set_defaults(func=fn)
+        # -v after the command too; SUPPRESS keeps a -v given before it
+        sp.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                        help="log progress to stderr")
         return sp
 
-    sp = add("models", cmd_models, "list the models' block chains")
+    sp = add("models", cmd_models, "list the models' block chains, or one model's "
+             "partition points")
+    sp.add_argument("name", nargs="?", help="a model: its blocks, partition points, shapes "
+                                            "and activation sizes")
     sp.add_argument("--json", action="store_true", help="print the block table as JSON")
     sp.add_argument("--regenerate", action="store_true",
                     help="re-measure every model with torch and rewrite the committed table")
@@ -413,7 +545,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("workload", nargs="?", help="workload JSON (default: built-in demo)")
     sp.add_argument("--planner", action="append", help="planner to run (repeatable)")
     sp.add_argument("--cost-model", default=DEFAULT_COST_MODEL)
-    sp.add_argument("--seed", type=int, default=0)
+    sp.add_argument("--seed", type=_seed, default=0)
 
     sp = add("profile", cmd_profile, "measure block latencies into a profile table")
     sp.add_argument("models", nargs="+")
@@ -436,7 +568,7 @@ def build_parser() -> argparse.ArgumentParser:
                          + ", ".join(DEFAULT_SIM_PLANNERS) + ")")
     sp.add_argument("--trace-dir", default=None,
                     help="where relative trace paths resolve (default: the scenario's folder)")
-    sp.add_argument("--seed", type=int, default=None,
+    sp.add_argument("--seed", type=_seed, default=None,
                     help="seed of requests, traces and jitter (default: the scenario's)")
     sp.add_argument("-o", "--output", required=True, help="folder for the report")
 
@@ -456,7 +588,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--port", type=int, default=8000, help="HTTP port (default 8000)")
     sp.add_argument("--grpc-port", type=int, default=8001,
                     help="gRPC port (default 8001; 0: no gRPC)")
-    sp.add_argument("--seed", type=int, default=0, help="seed of random weights")
+    sp.add_argument("--seed", type=_seed, default=0, help="seed of random weights")
     sp.add_argument("--admin-token", default=None,
                     help="token the admin endpoints require (default: $GRAFT_ADMIN_TOKEN; "
                          "without one they are off)")
@@ -483,7 +615,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--trace-dir", default=None)
     sp.add_argument("--duration", type=float, default=20.0, help="seconds (default 20)")
     sp.add_argument("--concurrency", type=int, default=8)
-    sp.add_argument("--seed", type=int, default=0)
+    sp.add_argument("--seed", type=_seed, default=0)
     sp.add_argument("--json", default=None, help="write the results as JSON here")
     sp.add_argument("--csv", default=None, help="write a perf_analyzer-style CSV here")
     sp.add_argument("--quiet", action="store_true", help="no progress line")
@@ -491,16 +623,34 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
+    """Run one command. Bad input, and output that cannot be written (a closed or full
+    stdout, an unwritable path), exit 2 with one line; a reader that went away (``| head``)
+    exits 0 quietly; Ctrl-C exits 130 with one line."""
+    from graft.streams import StdoutError, guarded_stdout, quiet_stdout, say
+
     try:
-        return args.func(args)
+        with guarded_stdout():
+            args = build_parser().parse_args(argv)
+            logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                                format="%(levelname)s %(name)s: %(message)s")
+            code = args.func(args)
+            sys.stdout.flush()
+            return code
     except GraftInputError as e:
-        print(f"graft: error: {e}", file=sys.stderr)
+        if isinstance(e, StdoutError):
+            quiet_stdout()
+        say(f"graft: error: {e}")
         return 2
     except BrokenPipeError:
+        quiet_stdout()
         return 0
+    except OSError as e:  # e.g. a full disk under an output folder while a report is written
+        where = f": {e.filename}" if e.filename else ""
+        say(f"graft: error: {e.strerror or e}{where}")
+        return 2
+    except KeyboardInterrupt:
+        say("graft: interrupted")
+        return 130
 
 
 if __name__ == "__main__":

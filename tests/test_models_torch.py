@@ -194,7 +194,7 @@ def test_regenerate_check_finds_committed_table_current() -> None:
 def test_regenerate_writes_a_table_that_loads(tmp_path, monkeypatch) -> None:
     import graft.models.measure as measure
 
-    monkeypatch.setattr(measure, "measure_all", lambda: [measure_model("tiny")])
+    monkeypatch.setattr(measure, "measure_all", lambda progress=None: [measure_model("tiny")])
     path = tmp_path / "blocks.json"
     assert regenerate(path) == [f"{path} does not exist"]
     assert [m.name for m in load_table(path)] == ["tiny"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import threading
 import urllib.error
 import urllib.request
@@ -47,6 +48,9 @@ def test_hot_swap_under_load_loses_nothing():
     engine = Engine(first, W, COST)
     with BackgroundServer(engine, admin_token=TOKEN) as srv:
         port = srv.http_port
+        # every worker runs on the CPUs its spec pins it to
+        for proc, spec in zip(engine.pool.procs, engine.pool.specs):
+            assert os.sched_getaffinity(proc.pid) == set(spec.cpus)
         # refused: no token, a wrong one, a plan that fails verification
         assert _admin(port, "GET", token=None)[0] == 401
         assert _admin(port, "GET", token="nope")[0] == 401

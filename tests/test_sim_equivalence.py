@@ -405,7 +405,7 @@ def reference_serve_epoch(ctx, ep, index, out) -> None:
             return np.array([s is state for s in states])
         out.add(Outcomes(mask(RequestState.COMPLETED), mask(RequestState.DROPPED),
                          mask(RequestState.REJECTED), np.array(on_time), np.array(done)),
-                np.array(lat), np.array([ctx.columns.models.index(r.model) for r in reqs]))
+                np.array(lat), np.array(idx, dtype=np.intp))
     end = ep.end_ms if math.isfinite(ep.end_ms) else ctx.scenario.duration_s * 1000.0
     ep.hold_end_ms = max(end, last_done)
 

@@ -22,6 +22,11 @@ def _run(planner: str, latencies: list[float], **kw) -> PlannerRun:
         share_timeline=[(0.0, 1.25, 2), (4.0, 2.5, 3), (8.0, 0.75, 1)],
         latencies_ms=latencies, attainment_by_model={"resnet50": 0.8, "vgg16": 0.6},
         plans=2, sim_requests_per_s=25000.0, attainment_ceiling=0.9, share_seconds_floor=4.0,
+        peak_gpus=3, peak_share=2.5,
+        misses={"client_budget": 1, "admission": 1, "late": 1, "dropped": 0},
+        per_group={"g0": {"label": "10 clients, resnet50 on phone-npu, SLO 200 ms, synthetic",
+                          "requests": 10, "on_time": 7, "slo_attainment": 0.7,
+                          "client_budget": 1, "admission": 1, "late": 1, "dropped": 0}},
     )
     fields.update(kw)
     return PlannerRun(**fields)
@@ -61,7 +66,12 @@ def test_summary_schema_and_values(written):
     assert summary["planners"]["graft"] == {
         "requests": 10, "completed": 8, "rejected": 1, "slo_attainment": 0.7,
         "attainment_ceiling": 0.9, "p50_ms": 37.5, "p99_ms": 88.6, "share_seconds": 10.0,
-        "share_seconds_floor": 4.0, "mean_gpus": 1.5,
+        "share_seconds_floor": 4.0, "mean_gpus": 1.5, "peak_gpus": 3, "peak_share": 2.5,
+        "misses": {"client_budget": 1, "admission": 1, "late": 1, "dropped": 0},
+        "per_group": {"g0": {
+            "label": "10 clients, resnet50 on phone-npu, SLO 200 ms, synthetic",
+            "requests": 10, "on_time": 7, "slo_attainment": 0.7, "client_budget": 1,
+            "admission": 1, "late": 1, "dropped": 0}},
     }
     g = summary["planners"]["gslice"]
     assert (g["completed"], g["p99_ms"], g["share_seconds"], g["mean_gpus"]) == (5, 39.6, 25.0, 3.0)
@@ -83,8 +93,15 @@ def test_markdown_names_planners_and_embeds_plots(written, runs):
     for png in PNGS:
         assert f"]({png})" in md
     for label in ("requests", "completed", "rejected", "dropped", "SLO attainment", "p50",
-                  "p99", "share-seconds", "mean GPUs", "plan switches", "simulated req/s"):
+                  "p99", "share-seconds", "mean GPUs", "peak GPUs", "plan switches",
+                  "simulated req/s", "Why requests missed"):
         assert label in md
+    # the answer first: GPUs at peak, and why requests missed
+    first = md.split("\n| |")[0]
+    assert "- graft: 3 GPUs at peak (1.50 on average" in first
+    assert "3 misses: 1 client budget too small, 1 admission, 1 late (queueing)" in first
+    group_row = next(line for line in md.splitlines() if line.startswith("| g0 |"))
+    assert "resnet50 on phone-npu" in group_row and "| 70.0% | 1 | 1 | 1 | 0 |" in group_row
     ratio_row = next(line for line in md.splitlines() if line.startswith("| share-seconds /"))
     assert "0.40x" in ratio_row and "1.00x" in ratio_row
     ceiling_row = next(line for line in md.splitlines()
@@ -105,3 +122,12 @@ def test_nothing_completed_gives_null_percentiles_and_still_plots(tmp_path, miss
     _check_pngs(tmp_path)
     md = (tmp_path / "report.md").read_text()
     assert "nexus" in md and "share-seconds / gslice" not in md and "nan" not in md
+
+
+def test_units_and_plurals_follow_the_cost_model(tmp_path):
+    """A CPU profile's plans hold devices, not GPUs; one of them is "1 device"."""
+    runs = {"graft": _run("graft", [20.0], peak_gpus=1, device_word="device", misses={})}
+    write_report(str(tmp_path), "cpu", runs)
+    md = (tmp_path / "report.md").read_text()
+    assert "graft: 1 device at peak" in md and "| peak devices |" in md
+    assert "GPUs" not in md.split("## ")[0]

@@ -107,11 +107,26 @@ def find_data_dir(data_dir: str | None = None) -> Path | None:
     return None
 
 
+#: Where the data come from, for the message when they are missing.
+DATA_HINT = ("the third-party measurements live in ../shared/data/calibration beside the "
+             "repository (a copy of igniter-v100-mps/ and nvidia-dle/, each with its "
+             "SOURCE.md); pass --data-dir DIR (make calibrate DATA=DIR) to point at one; "
+             "the README's Data section says where they come from")
+
+
+def require_data_dir(data_dir: str | None = None) -> Path:
+    """``find_data_dir``, or a GraftInputError saying what is needed and where it goes."""
+    data = find_data_dir(data_dir)
+    if data is None:
+        raise GraftInputError(f"calibration data not found: {DATA_HINT}")
+    return data
+
+
 def _read_csv(path: Path) -> list[dict[str, str]]:
     try:
-        with path.open(newline="") as fh:
+        with path.open(newline="", encoding="utf-8") as fh:
             return list(csv.DictReader(fh))
-    except OSError as exc:
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise GraftInputError(f"cannot read calibration data {path}: {exc}") from None
 
 
@@ -188,7 +203,25 @@ def load_dle(data: Path) -> list[Curve]:
 
 
 def load_curves(data: Path) -> list[Curve]:
-    return [load_igniter(data), *load_dle(data)]
+    """Every curve of the data folder; a file with missing columns or values that are not
+    numbers is a GraftInputError naming it."""
+    try:
+        igniter = load_igniter(data)
+    except GraftInputError:
+        raise
+    except (KeyError, ValueError, TypeError) as exc:
+        raise GraftInputError(f"calibration data {data / IGNITER_FILE} is malformed: "
+                              f"{exc!r}") from None
+    if not igniter.batches:
+        raise GraftInputError(f"calibration data {data / IGNITER_FILE} has no usable "
+                              f"{MODEL} rows")
+    try:
+        return [igniter, *load_dle(data)]
+    except GraftInputError:
+        raise
+    except (KeyError, ValueError, TypeError) as exc:
+        raise GraftInputError(f"calibration data {data / DLE_FILE} is malformed: "
+                              f"{exc!r}") from None
 
 
 # ----------------------------------------------------------------------------- fit
@@ -237,15 +270,17 @@ def fit(data_dir: str | None = None) -> dict[str, float]:
        curve. The model's unfused activation traffic makes ResNet-50 memory-bound on an A100
        at large batch, so the A100 curve cannot pin eta through the model.
     """
-    data = find_data_dir(data_dir)
-    if data is None:
-        raise GraftInputError("calibration data not found; pass data_dir")
+    data = require_data_dir(data_dir)
     blocks = BlockArrays.of(get_model(MODEL))
     curves = {c.key: c for c in load_curves(data)}
     base = replace(SHAPE, eta=EFFICIENCY["v100"])
     shape, med, mx = _fit_log(curves["igniter"], blocks, base, ("eta", *FIT_FIELDS))
     log.info("V100 MPS grid: %s; median |rel err| %.3f, max %.3f", shape, med, mx)
     out = {"eta_v100": shape.pop("eta"), **shape}
+    for key in ("t4-pyt", "a100-trt"):
+        if key not in curves:
+            raise GraftInputError(f"calibration data {data / DLE_FILE} has no rows for the "
+                                  f"{key} curve the fit needs")
     t4, med, mx = _fit_log(curves["t4-pyt"], blocks, replace(SHAPE, **shape), ("eta",))
     log.info(
         "T4 batch >= %d: %s; median |rel err| %.3f, max %.3f", DLE_KERNEL_BOUND_BATCH, t4, med, mx
@@ -359,11 +394,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--fit", action="store_true", help="run the offline fit (needs scipy)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    if args.fit:
-        for k, v in fit(args.data_dir).items():
-            sys.stdout.write(f"{k} = {v:.6g}\n")
-    else:
-        sys.stdout.write(report(args.data_dir) + "\n")
+    try:
+        if args.fit:
+            try:
+                import scipy  # noqa: F401
+            except ImportError:
+                raise GraftInputError("--fit needs scipy: pip install scipy (or the dev "
+                                      "extra, pip install -e '.[dev]')") from None
+            for k, v in fit(args.data_dir).items():
+                sys.stdout.write(f"{k} = {v:.6g}\n")
+        else:
+            require_data_dir(args.data_dir)
+            sys.stdout.write(report(args.data_dir) + "\n")
+    except GraftInputError as e:
+        sys.stderr.write(f"{ap.prog}: error: {e}\n")
+        return 2
     return 0
 
 

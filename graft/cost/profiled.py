@@ -12,13 +12,14 @@ error. The JSON format is documented in ``docs/cost_model.md``.
 
 from __future__ import annotations
 
-import json
 import logging
+import math
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from graft import limits
 from graft.cost.base import (
     CPU_LINKS,
     HANDOFF_LATENCY_MS,
@@ -31,10 +32,17 @@ from graft.cost.base import (
 )
 from graft.cost.devices import GPU_CONTEXT_BYTES
 from graft.errors import GraftInputError, UnknownNameError
+from graft.fields import show
+from graft.jsonio import load_json
 from graft.models.catalog import get_model, model_names
 
 log = logging.getLogger(__name__)
 
+#: The fields of a profile (``device`` and ``settings`` are free-form provenance).
+PROFILE_FIELDS = ("format", "version", "device", "limits", "batches", "shares", "settings",
+                  "models", "links")
+LIMIT_FIELDS = ("memory_bytes", "context_bytes", "max_processes")
+LINK_FIELDS = ("device_bytes_per_s", "interconnect_bytes_per_s", "latency_ms", "source")
 PROFILE_FORMAT = "graft-profile"
 PROFILE_VERSION = 1
 #: Largest ``scale`` a profile cost model takes.
@@ -49,10 +57,12 @@ def _grid(source: str, data: dict[str, Any], key: str, kind: type) -> tuple:
     values = data.get(key)
     if not isinstance(values, list) or not values:
         raise _fail(source, f"{key!r} must be a non-empty list")
-    try:
-        out = tuple(kind(v) for v in values)
-    except (TypeError, ValueError):
-        raise _fail(source, f"{key!r} must hold numbers, got {values!r}") from None
+    ok = (int,) if kind is int else (int, float)
+    if any(isinstance(v, bool) or not isinstance(v, ok) or not math.isfinite(v)
+           for v in values):
+        what = "integers" if kind is int else "finite numbers"
+        raise _fail(source, f"{key!r} must hold {what}, got {show(values)}")
+    out = tuple(kind(v) for v in values)
     if any(b <= a for a, b in zip(out, out[1:], strict=False)):
         raise _fail(source, f"{key!r} must be strictly increasing, got {list(out)}")
     return out
@@ -63,6 +73,12 @@ def validate_profile(data: Any, source: str = "<dict>") -> dict[str, np.ndarray]
     ``(num_blocks, len(batches), len(shares))``. Raises GraftInputError naming ``source``."""
     if not isinstance(data, dict):
         raise _fail(source, "the top level must be a JSON object")
+    unknown = sorted(str(k) for k in data if k not in PROFILE_FIELDS)
+    if unknown:
+        raise _fail(source, f"unknown field {unknown[0]!r}; known: {', '.join(PROFILE_FIELDS)}")
+    for key in ("device", "settings"):
+        if not isinstance(data.get(key, {}), dict):
+            raise _fail(source, f"{key!r} must be an object, got {show(data[key])}")
     if data.get("format") != PROFILE_FORMAT or data.get("version") != PROFILE_VERSION:
         raise _fail(
             source,
@@ -73,6 +89,7 @@ def validate_profile(data: Any, source: str = "<dict>") -> dict[str, np.ndarray]
     shares = _grid(source, data, "shares", float)
     if batches[0] < 1:
         raise _fail(source, f"batches must be >= 1, got {list(batches)}")
+    limits.BATCH.check(batches[-1], f"profile {source}: a measured batch of {{}}")
     if not (shares[0] > 0.0 and shares[-1] <= 1.0):
         raise _fail(source, f"shares must lie in (0, 1], got {list(shares)}")
     models = data.get("models")
@@ -81,14 +98,20 @@ def validate_profile(data: Any, source: str = "<dict>") -> dict[str, np.ndarray]
     tables: dict[str, np.ndarray] = {}
     for name, entry in models.items():
         blocks = entry.get("blocks") if isinstance(entry, dict) else None
-        if not isinstance(blocks, list) or not blocks:
-            raise _fail(source, f"model {name!r}: 'blocks' must be a non-empty list")
+        if not isinstance(blocks, list) or not blocks or len(entry) != 1:
+            raise _fail(source, f"model {name!r} must be an object {{\"blocks\": [...]}} "
+                                "with a non-empty list of blocks")
         rows = []
         for i, block in enumerate(blocks):
+            if isinstance(block, dict) and not set(block) <= {"name", "latency_ms"}:
+                raise _fail(source, f"model {name!r} block {i}: unknown field; known: name, "
+                                    "latency_ms")
             lat = block.get("latency_ms") if isinstance(block, dict) else None
             try:
                 arr = np.array(lat, dtype=float)
             except (TypeError, ValueError):
+                arr = np.empty(0)
+            if not _numbers(lat):  # "0.5" would convert, but is not a number
                 arr = np.empty(0)
             if arr.shape != (len(batches), len(shares)):
                 raise _fail(
@@ -109,10 +132,21 @@ def validate_profile(data: Any, source: str = "<dict>") -> dict[str, np.ndarray]
     return tables
 
 
+def _numbers(rows: Any) -> bool:
+    """Whether ``rows`` is a list of lists of JSON numbers."""
+    return isinstance(rows, list) and all(
+        isinstance(row, list) and all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                      for v in row) for row in rows)
+
+
 def _limits(data: dict[str, Any], source: str) -> DeviceLimits:
     lim = data.get("limits")
     if lim is None:
         raise _fail(source, "'limits' (memory_bytes, context_bytes, max_processes) is missing")
+    if not (isinstance(lim, dict) and set(lim) <= set(LIMIT_FIELDS) and all(
+            isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in lim.values())):
+        raise _fail(source, f"'limits' must be an object of positive integers "
+                            f"({', '.join(LIMIT_FIELDS)}), got {show(lim)}")
     try:
         return DeviceLimits(
             memory_bytes=int(lim["memory_bytes"]),
@@ -137,6 +171,12 @@ def _links(data: dict[str, Any], source: str) -> Links:
     raw = data.get("links")
     if raw is None:
         return default
+    if not (isinstance(raw, dict) and set(raw) <= set(LINK_FIELDS) and all(
+            isinstance(v, str) if k == "source" else
+            isinstance(v, (int, float)) and not isinstance(v, bool)
+            for k, v in raw.items())):
+        raise _fail(source, f"'links' must be an object of numbers ({', '.join(LINK_FIELDS)}),"
+                            f" got {show(raw)}")
     try:
         links = Links(
             device_bytes_per_s=float(raw.get("device_bytes_per_s", default.device_bytes_per_s)),
@@ -181,13 +221,9 @@ class ProfileCostModel:
     @classmethod
     def from_file(cls, path: str | Path, *, name: str | None = None,
                   scale: float = 1.0) -> ProfileCostModel:
-        p = Path(path)
-        try:
-            data = json.loads(p.read_text())
-        except FileNotFoundError:
-            raise GraftInputError(f"profile file not found: {path}") from None
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise GraftInputError(f"cannot read profile {path}: {exc}") from None
+        if not Path(path).exists():
+            raise GraftInputError(f"profile file not found: {path}")
+        data = load_json(str(path), "profile")
         return cls(data, name=name or f"profile:{path}", source=str(path), scale=scale)
 
     def __repr__(self) -> str:

@@ -78,6 +78,30 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+def giveable_shares(device: str, shares: Sequence[float] | None) -> list[float]:
+    """The shares to measure on ``device`` (its defaults for None), rounded to 6 places;
+    a share the device cannot give is refused rather than measured as another: on CPU a
+    share is a whole number of cores (``k / cores``), under MPS a whole percentage."""
+    if device == "cpu":
+        cores = cpu_cores()
+        if shares is None:
+            return [round(k / cores, 6) for k in range(1, cores + 1)]
+        unit, what = cores, f"a whole number of this machine's {cores} cores (k / {cores})"
+    elif device == "cuda":
+        if shares is None:
+            return [k / 10 for k in range(1, 11)]
+        unit, what = 100, "a whole MPS percentage (k / 100)"
+    else:
+        raise GraftInputError(f"device must be 'cpu' or 'cuda', got {device!r}")
+    out = [round(float(s), 6) for s in shares]
+    for s in out:
+        k = round(s * unit)
+        if k < 1 or abs(s * unit - k) > 1e-4:
+            raise GraftInputError(f"share {s:g} cannot be given on {device}: a share is "
+                                  f"{what}", field="shares")
+    return out
+
+
 def _check_args(batches: Sequence[int], shares: Sequence[float], warmup: int, repeats: int):
     if not batches or any(not isinstance(b, int) or b < 1 for b in batches):
         raise GraftInputError(f"batches must be integers >= 1, got {list(batches)}")
@@ -248,8 +272,10 @@ def _profile_cuda(
             env = dict(os.environ, **{MPS_ENV: str(max(1, round(100 * share)))})
             log.info("profiling %s at share %g: %s", name, share, " ".join(cmd))
             proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
-            if proc.returncode != 0:
-                raise RuntimeError(f"profiler worker failed at share {share}:\n{proc.stderr}")
+            if proc.returncode != 0:  # e.g. CUDA out of memory at the largest batch
+                last = (proc.stderr.strip().splitlines() or ["no message"])[-1]
+                raise GraftInputError(f"the profiler's worker failed at share {share:g}: "
+                                      f"{last}")
             res = json.loads(out.read_text())
             blocks = res["latency_ms"]
             if lat is None:
@@ -284,14 +310,7 @@ def profile_model(
 ) -> dict[str, Any]:
     """Measure model ``name`` block by block; return a profile (the JSON ``profile:`` reads)."""
     batches = [int(b) for b in batches]
-    if device == "cpu":
-        cores = cpu_cores()
-        shares = [k / cores for k in range(1, cores + 1)] if shares is None else list(shares)
-    elif device == "cuda":
-        shares = [k / 10 for k in range(1, 11)] if shares is None else list(shares)
-    else:
-        raise GraftInputError(f"device must be 'cpu' or 'cuda', got {device!r}")
-    shares = [round(float(s), 6) for s in shares]
+    shares = giveable_shares(device, shares)
     _check_args(batches, shares, warmup, repeats)
     if device == "cpu":
         lat, names = _profile_cpu(name, batches, shares, warmup, repeats, seed, progress)

@@ -31,7 +31,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -198,9 +198,15 @@ def measure_model(name: str) -> ModelSpec:
     return spec
 
 
-def measure_all() -> list[ModelSpec]:
-    """Measure every model in :data:`MODEL_NAMES`, in table order."""
-    return [measure_model(name) for name in MODEL_NAMES]
+def measure_all(progress: Callable[[str], None] | None = None) -> list[ModelSpec]:
+    """Measure every model in :data:`MODEL_NAMES`, in table order; ``progress(message)``
+    before each model."""
+    out = []
+    for i, name in enumerate(MODEL_NAMES):
+        if progress is not None:
+            progress(f"measuring {name} ({i + 1}/{len(MODEL_NAMES)})")
+        out.append(measure_model(name))
+    return out
 
 
 # ----------------------------------------------------------------------------- the table
@@ -275,7 +281,8 @@ def load_table(path: Path) -> list[ModelSpec]:
     return [ModelSpec.from_json(m) for m in data["models"]]
 
 
-def regenerate(path: str | Path | None = None, check: bool = False) -> list[str]:
+def regenerate(path: str | Path | None = None, check: bool = False,
+               progress: Callable[[str], None] | None = None) -> list[str]:
     """Measure all models; write the table to ``path`` or, with ``check``, compare with it.
 
     ``path`` defaults to the committed ``graft/models/data/blocks.json``. Returns the
@@ -284,7 +291,7 @@ def regenerate(path: str | Path | None = None, check: bool = False) -> list[str]
     and a non-empty list means the committed table is stale.
     """
     target = Path(path) if path is not None else TABLE_PATH
-    measured = measure_all()
+    measured = measure_all(progress)
     if target.is_file():
         diffs = diff_tables(load_table(target), measured)
     else:

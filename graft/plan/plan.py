@@ -7,10 +7,12 @@ the README documents. ``graft.plan.verify`` checks it against a workload and a c
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from graft.cost.base import CostModel
+from graft import fields, limits
+from graft.cost.base import MPS_MAX_CLIENTS, CostModel
 from graft.errors import GraftInputError
 from graft.plan import rules
 
@@ -80,23 +82,40 @@ class Stage:
         return d
 
     @classmethod
-    def from_json(cls, d: dict) -> Stage:
+    def from_json(cls, d: Any, where: str = "stage.") -> Stage:
+        """A stage from its JSON object; a field of the wrong type or beyond its bound is a
+        GraftInputError naming it (``where`` prefixes the names, e.g. ``stages[0].``)."""
+        d = fields.obj(d, where.rstrip("."), STAGE_FIELDS, prefix=where)
+        gpus = fields.integers(d, "gpus", where, default=[])
+        for g in gpus:
+            limits.GPUS.check(g + 1, f"GPU {g} makes a plan of {{}}", field=f"{where}gpus")
         return cls(
-            id=str(d["id"]),
-            model=str(d["model"]),
-            start=int(d["start"]),
-            end=int(d["end"]),
-            batch=int(d["batch"]),
-            share=float(d["share"]),
-            replicas=int(d["replicas"]),
-            exec_ms=float(d["exec_ms"]),
-            rate=float(d["rate"]),
-            gpus=tuple(int(g) for g in d.get("gpus", ())),
-            duty_cycle_ms=(None if d.get("duty_cycle_ms") is None
-                           else float(d["duty_cycle_ms"])),
-            slice=None if d.get("slice") is None else str(d["slice"]),
-            slice_share=None if d.get("slice_share") is None else float(d["slice_share"]),
+            id=fields.string(d, "id", where),
+            model=fields.string(d, "model", where),
+            start=fields.integer(d, "start", where, minimum=None),
+            end=fields.integer(d, "end", where, minimum=None),
+            batch=_batch(d, where),
+            share=fields.number(d, "share", where),
+            replicas=fields.integer(d, "replicas", where, minimum=None),
+            exec_ms=fields.number(d, "exec_ms", where, minimum=0, exclusive=True),
+            rate=fields.number(d, "rate", where, minimum=0),
+            gpus=tuple(gpus),
+            duty_cycle_ms=fields.optional_number(d, "duty_cycle_ms", where, minimum=0,
+                                                 exclusive=True),
+            slice=fields.optional_string(d, "slice", where),
+            slice_share=fields.optional_number(d, "slice_share", where, minimum=0,
+                                               exclusive=True),
         )
+
+
+STAGE_FIELDS = ("id", "model", "start", "end", "batch", "share", "replicas", "exec_ms", "rate",
+                "gpus", "duty_cycle_ms", "slice", "slice_share")
+
+
+def _batch(d: dict, where: str) -> int:
+    batch = fields.integer(d, "batch", where, minimum=None)
+    limits.BATCH.check(batch, "a batch of {}", field=f"{where}batch")
+    return batch
 
 
 @dataclass(frozen=True)
@@ -115,10 +134,13 @@ class Route:
                 "handoff_ms": self.handoff_ms}
 
     @classmethod
-    def from_json(cls, d: dict) -> Route:
-        return cls(flow=str(d["flow"]), stages=tuple(str(s) for s in d["stages"]),
-                   latency_ms=float(d["latency_ms"]),
-                   handoff_ms=float(d.get("handoff_ms", 0.0)))
+    def from_json(cls, d: Any, where: str = "route.") -> Route:
+        d = fields.obj(d, where.rstrip("."), ("flow", "stages", "latency_ms", "handoff_ms"),
+                       prefix=where)
+        return cls(flow=fields.string(d, "flow", where),
+                   stages=tuple(fields.strings(d, "stages", where)),
+                   latency_ms=fields.number(d, "latency_ms", where),
+                   handoff_ms=fields.number(d, "handoff_ms", where, default=0.0))
 
 
 @dataclass(frozen=True)
@@ -130,8 +152,10 @@ class Unserved:
         return {"flow": self.flow, "needed_budget_ms": self.needed_budget_ms}
 
     @classmethod
-    def from_json(cls, d: dict) -> Unserved:
-        return cls(flow=str(d["flow"]), needed_budget_ms=float(d["needed_budget_ms"]))
+    def from_json(cls, d: Any, where: str = "unserved.") -> Unserved:
+        d = fields.obj(d, where.rstrip("."), ("flow", "needed_budget_ms"), prefix=where)
+        return cls(flow=fields.string(d, "flow", where),
+                   needed_budget_ms=fields.number(d, "needed_budget_ms", where))
 
 
 @dataclass(frozen=True)
@@ -216,21 +240,41 @@ class Plan:
 
     @classmethod
     def from_json(cls, d: Any) -> Plan:
+        """A plan from its JSON value (the format ``to_json`` writes). A value of the wrong
+        type, an unknown field, or a plan beyond ``limits.GPUS`` (its GPU indices, its
+        processes: at most ``MPS_MAX_CLIENTS`` per GPU) or ``limits.BATCH`` is a
+        GraftInputError naming the field; the rules themselves are ``verify``'s."""
         if not isinstance(d, dict):
             raise GraftInputError("a plan is a JSON object")
-        try:
-            return cls(
-                planner=str(d["planner"]),
-                cost_model=str(d["cost_model"]),
-                gpu_sharing=str(d.get("gpu_sharing", SPATIAL)),
-                lower_bound_share=float(d.get("lower_bound_share", 0.0)),
-                stages=tuple(Stage.from_json(s) for s in d["stages"]),
-                routes=tuple(Route.from_json(r) for r in d["routes"]),
-                unserved=tuple(Unserved.from_json(u) for u in d.get("unserved", ())),
-                info=dict(d.get("info", {})),
-                declared_totals=(float(d["total_share"]), int(d["gpus"])),
-            )
-        except KeyError as e:
-            raise GraftInputError(f"plan is missing {e.args[0]!r}", field=str(e.args[0])) from None
-        except (TypeError, ValueError) as e:
-            raise GraftInputError(f"plan has a malformed value: {e}") from None
+        fields.obj(d, "plan", PLAN_FIELDS, prefix="")
+        stages = fields.array(d, "stages", "")
+        routes = fields.array(d, "routes", "")
+        unserved = fields.array(d, "unserved", "", default=[])
+        info = d.get("info", {})
+        if not isinstance(info, dict):
+            raise GraftInputError(f"must be an object, got {fields.type_name(info)}",
+                                  field="info")
+        for key in ("routes", "unserved"):
+            limits.FLOWS.check(len(d.get(key, ())), f"the plan's {key} name {{}}", field=key)
+        plan = cls(
+            planner=fields.string(d, "planner", ""),
+            cost_model=fields.string(d, "cost_model", ""),
+            gpu_sharing=fields.string(d, "gpu_sharing", "", default=SPATIAL),
+            lower_bound_share=fields.number(d, "lower_bound_share", "", default=0.0),
+            stages=tuple(Stage.from_json(s, f"stages[{i}].") for i, s in enumerate(stages)),
+            routes=tuple(Route.from_json(r, f"routes[{i}].") for i, r in enumerate(routes)),
+            unserved=tuple(Unserved.from_json(u, f"unserved[{i}].")
+                           for i, u in enumerate(unserved)),
+            info=dict(info),
+            declared_totals=(fields.number(d, "total_share", ""),
+                             fields.integer(d, "gpus", "", minimum=None)),
+        )
+        processes = sum(max(s.replicas, 0) for s in plan.stages)
+        limits.GPUS.check(math.ceil(processes / MPS_MAX_CLIENTS),
+                          f"the plan's {processes} processes need at least {{}}",
+                          field="replicas")
+        return plan
+
+
+PLAN_FIELDS = ("planner", "cost_model", "gpu_sharing", "total_share", "gpus",
+               "lower_bound_share", "stages", "routes", "unserved", "info")

@@ -45,11 +45,14 @@ def run_planners(workload: Workload, cost: CostModel, planners: list[str]) -> li
     return out
 
 
-def format_table(outcomes: list[Outcome], baseline: str = "gslice") -> str:
+def format_table(outcomes: list[Outcome], baseline: str = "gslice", unit: str = "GPU") -> str:
+    """A markdown table of ``outcomes``; ``unit``: what the plans' devices are called
+    (``graft.wording.device_word``)."""
     base = next((o.total_share for o in outcomes if o.planner == baseline and o.total_share),
                 None)
     lines = [
-        "| planner | total share | GPUs | vs gslice | vs lower bound | plan time (s) | valid |",
+        f"| planner | total share | {unit}s | vs {baseline} | vs lower bound | plan time (s) "
+        "| valid |",
         "|---|---:|---:|---:|---:|---:|---|",
     ]
     for o in outcomes:

@@ -50,6 +50,7 @@ from graft.serving.lifecycle import Request, RequestState
 from graft.serving.metrics import summarize
 from graft.serving.routing import Router
 from graft.serving.topology import build_executors
+from graft.wording import plural
 from graft.workload.flows import Workload
 
 log = logging.getLogger(__name__)
@@ -115,25 +116,52 @@ class StageStats:
         return self.seconds_by_size[size] / n * 1000.0 if n else None
 
 
+def available_cpus() -> list[int]:
+    """The CPUs this process may run on."""
+    try:
+        return sorted(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return list(range(os.cpu_count() or 1))
+
+
+def pin_cpus(threads: list[int], cpus: list[int]) -> list[tuple[int, ...]]:
+    """CPUs for workers of ``threads`` intra-op threads each: consecutive runs taken from the
+    highest-numbered CPU down (the frontend keeps the low ones longest), disjoint while the
+    threads fit on ``cpus``, wrapping around (shared) beyond."""
+    order = cpus[::-1]
+    out, at = [], 0
+    for t in threads:
+        out.append(tuple(sorted({order[(at + i) % len(order)] for i in range(t)})))
+        at += t
+    return out
+
+
 def worker_specs(plan: Plan, *, device: str, weights: dict[str, str | None], seed: int,
-                 cores: int | None = None) -> list[WorkerSpec]:
-    """One ``WorkerSpec`` per process of ``plan`` (``Plan.processes``, in that order)."""
+                 cpus: list[int] | None = None) -> list[WorkerSpec]:
+    """One ``WorkerSpec`` per process of ``plan`` (``Plan.processes``, in that order). On
+    CPU a worker's share of ``cpus`` (default: those this process may use) is its number of
+    intra-op threads, pinned to CPUs of its own where the machine has them."""
     _, replicas = build_executors(plan)
     stages = plan.stage_by_id()
     routes = {r.flow: list(r.stages) for r in plan.routes}
-    cores = cores or os.cpu_count() or 1
+    cpus = cpus or available_cpus()
     on_gpu = device == "cuda"
+    shares = [1.0 if plan.gpu_sharing == TEMPORAL else stages[proc.stages[0]].run_share
+              for proc in plan.processes()]
+    threads = [max(1, round(share * len(cpus))) for share in shares]
+    pinned = pin_cpus(threads, cpus) if not on_gpu else [()] * len(threads)
     specs = []
     for index, proc in enumerate(plan.processes()):
         members = list(proc.stages)
-        first = stages[members[0]]
-        share = 1.0 if plan.gpu_sharing == TEMPORAL else first.run_share
+        share = shares[index]
         specs.append(WorkerSpec(
             index=index,
             stages=[StageSpec(s, stages[s].model, stages[s].start, stages[s].end,
                               stages[s].batch) for s in dict.fromkeys(members)],
             members=members,
-            threads=max(1, round(share * cores)) if not on_gpu else 1,
+            threads=threads[index] if not on_gpu else 1,
+            cpus=pinned[index],
+            share=share,
             device=f"cuda:{proc.gpu or 0}" if on_gpu else device,
             mps_percentage=max(1, round(100 * share)) if on_gpu else None,
             weights={m: weights.get(m) for m in {stages[s].model for s in members}},
@@ -201,8 +229,8 @@ class Pool:
         self._watchdog = threading.Thread(target=self._watch, name=f"{self.name}-watchdog",
                                           daemon=True)
         self._watchdog.start()
-        log.info("%s: plan %s (%s) on %d workers", self.name, self.plan.planner,
-                 self.plan.cost_model, n)
+        log.info("%s: plan %s (%s) on %s", self.name, self.plan.planner,
+                 self.plan.cost_model, plural(n, "worker"))
 
     def _spawn(self, spec: WorkerSpec) -> Any:
         p = self._ctx.Process(target=run_worker, name=f"graft-{self.name}-{spec.index}",
@@ -524,8 +552,9 @@ class Engine:
 
     def summary(self) -> dict[str, Any]:
         """The recent requests' numbers, server-side times, by the simulator's own
-        ``summarize``: attainment, p50/p99, rejections and drops, per flow and per model."""
-        return summarize(self.recent())
+        ``summarize``: attainment, p50/p99, rejections and drops, per flow and per model, and
+        why requests missed (``misses``, the simulator's reasons)."""
+        return summarize(self.recent(), self.cost)
 
     # --- results ------------------------------------------------------------------------
     def _ran(self, stage: str, batch: int, seconds: float) -> None:

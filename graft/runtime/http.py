@@ -46,6 +46,7 @@ from graft.runtime.repository import (
     read_infer,
     workload_of,
 )
+from graft.wording import plural
 from graft.workload.flows import Workload, parse_workload
 
 log = logging.getLogger(__name__)
@@ -220,7 +221,7 @@ def _parse_plan(body: bytes, engine: Engine) -> tuple[Plan, Workload]:
                             f"{engine.cost.name!r}")
     errors = verify(workload, plan, engine.cost, allow_partial=True)
     if errors:
-        raise ProtocolError(f"the plan fails verification ({len(errors)} violations): "
+        raise ProtocolError(f"the plan fails verification ({plural(len(errors), 'violation')}): "
                             + "; ".join(errors[:5]), status=422)
     return plan, workload
 

@@ -76,7 +76,7 @@ class InferRequest:
 def json_object(raw: bytes | str, what: str) -> dict[str, Any]:
     try:
         obj = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
+    except (ValueError, RecursionError) as e:  # not UTF-8, not JSON, a 5000-digit integer
         raise ProtocolError(f"{what} is not valid JSON: {e}") from None
     if not isinstance(obj, dict):
         raise ProtocolError(f"{what} must be a JSON object")

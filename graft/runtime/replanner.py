@@ -26,6 +26,7 @@ from graft.serving.replan import (
     observe,
     switch_reason,
 )
+from graft.wording import plural
 
 log = logging.getLogger(__name__)
 
@@ -99,8 +100,8 @@ class Replanner:
                                max_utilization=self.max_utilization, cost=engine.cost)
         if reason is None or candidate.plan is None:
             return None
-        log.info("re-planning (%s): %d flows, share %.3f -> %.3f", reason,
-                 len(candidate.workload.flows), engine.plan.total_share,
+        log.info("re-planning (%s): %s, share %.3f -> %.3f", reason,
+                 plural(len(candidate.workload.flows), "flow"), engine.plan.total_share,
                  candidate.plan.total_share)
         engine.swap(candidate.plan, candidate.workload)
         self.switches.append((end, reason))

@@ -30,6 +30,7 @@ from graft.runtime.http import make_app
 from graft.runtime.replanner import Replanner
 from graft.runtime.repository import workload_of
 from graft.serving.replan import ReplanConfig
+from graft.wording import plural
 from graft.workload.flows import Workload
 
 log = logging.getLogger(__name__)
@@ -177,7 +178,7 @@ def serve(plan: Plan, workload: Workload | None, cost: CostModel, *, host: str =
     engine = Engine(plan, workload if workload is not None else workload_of(plan), cost,
                     device=device, weights=resolve_weights(weights, models, strict=replan is None),
                     seed=seed)
-    log.info("starting %d workers (pid %d)", len(plan.stages), os.getpid())
+    log.info("starting %s (pid %d)", plural(len(plan.stages), "worker"), os.getpid())
     engine.start()
     replanner = None
     if replan is not None and planner is not None:

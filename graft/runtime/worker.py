@@ -23,6 +23,7 @@ array), or its output to the frontend.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import queue
@@ -31,6 +32,8 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
 
+from graft.models.catalog import get_model
+from graft.models.segments import SegmentRunner, green_stream
 from graft.serving.batching import Executor
 
 log = logging.getLogger(__name__)
@@ -152,6 +155,12 @@ class WorkerSpec:
     #: on CUDA, the MPS active-thread percentage of the worker's share (read by MPS when the
     #: process creates its CUDA context; it only binds when an MPS control daemon runs)
     mps_percentage: int | None = None
+    #: on CPU, the CPUs the worker is pinned to (empty: not pinned)
+    cpus: tuple[int, ...] = ()
+    #: the worker's part of its device (a green context's SMs when MPS is not running)
+    share: float = 1.0
+    #: on CUDA, replay block ranges from CUDA graphs (``graft.models.segments``)
+    cuda_graphs: bool = True
 
 
 def add_load(loads: Any, index: int, delta: int) -> None:
@@ -181,14 +190,40 @@ def run_worker(spec: WorkerSpec, inbox: Any, inboxes: list[Any], results: Any,
 
     from graft.models.chains import build_chain
 
+    if spec.cpus and hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, spec.cpus)
     torch.set_num_threads(max(1, spec.threads))
     device = torch.device(spec.device)
     chains = {m: build_chain(m, seed=spec.seed, state_dict_path=spec.weights.get(m)).to(device)
               for m in sorted({s.model for s in spec.stages})}
     stages = {s.id: s for s in spec.stages}
+    green = None
+    if device.type == "cuda":
+        from graft.cost.profiler import mps_daemon_running
+
+        if not mps_daemon_running():
+            green = green_stream(spec.share, device)
+    with contextlib.ExitStack() as scope:
+        if green is not None:
+            scope.enter_context(torch.cuda.stream(green[1]))
+        scope.enter_context(torch.inference_mode())
+        runners = {s.id: SegmentRunner(chains[s.model], s.start, s.end, s.batch,
+                                       tuple(get_model(s.model).in_shape(s.start)), device,
+                                       graphs=spec.cuda_graphs)
+                   for s in spec.stages}
+        _warm_up(runners, spec.stages, device)
+        results.put(Ready(spec.index))
+        _serve(spec, inbox, inboxes, results, loads, runners, stages, device)
+    results.put(Stopped(spec.index))
+
+
+def _serve(spec: WorkerSpec, inbox: Any, inboxes: list[Any], results: Any, loads: Any,
+           runners: dict[str, SegmentRunner], stages: dict[str, StageSpec], device: Any
+           ) -> None:
+    """The worker's loop: receive, batch with ``serving.batching``, run, hand on."""
+    import torch
+
     executor: Executor[_Queued] = Executor(spec.members, {s.id: s.batch for s in spec.stages})
-    _warm_up(chains, spec.stages, device)
-    results.put(Ready(spec.index))
     stopping = False
     with torch.inference_mode():
         while True:
@@ -207,28 +242,25 @@ def run_worker(spec: WorkerSpec, inbox: Any, inboxes: list[Any], results: Any,
             st = stages[turn.stage]
             t0 = time.perf_counter()
             x = torch.stack([q.x for q in turn.items])
-            y = chains[st.model].run(x, st.start, st.end)
+            y = runners[st.id](x)
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
             seconds = time.perf_counter() - t0
             add_load(loads, spec.index, -len(turn.items))
             results.put(Ran(st.id, len(turn.items), seconds))
             _forward(spec, turn.items, y, inboxes, results, loads)
-    results.put(Stopped(spec.index))
 
 
-def _warm_up(chains: dict[str, Any], stages: list[StageSpec], device: Any) -> None:
+def _warm_up(runners: dict[str, SegmentRunner], stages: list[StageSpec], device: Any) -> None:
     """Run every stage once at batch 1 and at its batch, so that the first requests do not
     pay for lazy initialisation (allocator, kernels, thread pools)."""
     import torch
-
-    from graft.models.catalog import get_model
 
     with torch.inference_mode():
         for st in stages:
             shape = get_model(st.model).in_shape(st.start)
             for b in sorted({1, st.batch}):
-                chains[st.model].run(torch.zeros((b, *shape), device=device), st.start, st.end)
+                runners[st.id](torch.zeros((b, *shape), device=device))
 
 
 def _receive(inbox: Any, executor: Executor, device: Any, *, block: bool) -> bool:

@@ -97,15 +97,25 @@ def observed_workload(requests: Sequence[Arriving], cost: CostModel, *,
     return Observation(Workload(flows), unservable)
 
 
-def attainment_ceiling(requests: Sequence[Arriving], cost: CostModel) -> float:
+def below_fastest(requests: Sequence[Arriving], cost: CostModel) -> np.ndarray:
+    """Per request, whether its server budget is below the fastest time its fragment
+    ``[p, L)`` can run at any batch and share (half its ``needed_budget_ms``): the client
+    left too little budget for any server (the ``client_budget`` miss reason of
+    ``graft.serving.metrics``)."""
+    return np.fromiter(
+        (r.budget_ms < fastest_ms(cost, r.model, r.partition, get_model(r.model).num_blocks)
+         for r in requests), bool, len(requests))
+
+
+def attainment_ceiling(requests: Sequence[Arriving], cost: CostModel,
+                       below: np.ndarray | None = None) -> float:
     """The share of ``requests`` whose server budget is at least the fastest time their
-    fragment ``[p, L)`` can run at any batch and share (half its ``needed_budget_ms``): no
-    plan can have the others on time, so no planner's SLO attainment exceeds this (1.0 when
-    there are no requests)."""
+    fragment ``[p, L)`` can run at any batch and share (``below_fastest`` is false; pass it
+    as ``below`` when already computed): no plan can have the others on time, so no
+    planner's SLO attainment exceeds this (1.0 when there are no requests)."""
     if not requests:
         return 1.0
-    ok = sum(r.budget_ms >= fastest_ms(cost, r.model, r.partition, get_model(r.model).num_blocks)
-             for r in requests)
-    return ok / len(requests)
+    below = below_fastest(requests, cost) if below is None else below
+    return int((~below).sum()) / len(requests)
 
 

@@ -7,7 +7,8 @@ and writes, into one folder:
 - ``share_over_time.png``: total GPU share and GPUs in use over time, a step line per planner;
 - ``latency_cdf.png``: the CDF of end-to-end latency of completed requests, per planner;
 - ``attainment_by_model.png``: SLO attainment per model, a bar per planner;
-- ``report.md``: the scenario, every number side by side, and the plots.
+- ``report.md``: the answer first (GPUs at peak and on average, attainment, why requests
+  missed), every number side by side, the misses per client group, and the plots.
 
 Plots are drawn on matplotlib's Agg canvas directly (no pyplot, no display, no global state).
 """
@@ -23,6 +24,9 @@ from typing import TYPE_CHECKING
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+
+from graft.serving.metrics import MISS_REASONS
+from graft.wording import plural
 
 if TYPE_CHECKING:
     from graft.sim.run import PlannerRun
@@ -72,6 +76,10 @@ def summary(runs: Mapping[str, PlannerRun]) -> dict:
         "share_seconds": float(r.share_seconds),
         "share_seconds_floor": float(r.share_seconds_floor),
         "mean_gpus": float(r.mean_gpus),
+        "peak_gpus": int(r.peak_gpus),
+        "peak_share": float(r.peak_share),
+        "misses": {k: int(v) for k, v in r.misses.items()},
+        "per_group": r.per_group,
     } for name, r in runs.items()}}
 
 
@@ -98,11 +106,12 @@ def plot_share_over_time(path: str, scenario: str, runs: Mapping[str, PlannerRun
         style = {"where": "post", "linewidth": 1.6, **_line(i)}
         share_ax.step(t, share + share[-1:], label=name, **style)
         gpu_ax.step(t, gpus + gpus[-1:], label=name, **style)
-    share_ax.set_title(f"GPU share over time: {scenario}")
-    share_ax.set_ylabel("total share (GPUs)")
+    unit = _unit(runs)
+    share_ax.set_title(f"{unit} share over time: {scenario}")
+    share_ax.set_ylabel(f"total share ({unit}s)")
     share_ax.set_ylim(bottom=0)
     share_ax.legend(loc="best")
-    gpu_ax.set_ylabel("GPUs in use")
+    gpu_ax.set_ylabel(f"{unit}s in use")
     gpu_ax.set_xlabel("simulated time (s)")
     gpu_ax.set_ylim(bottom=0)
     gpu_ax.yaxis.get_major_locator().set_params(integer=True)
@@ -170,8 +179,48 @@ def write_markdown(path: str, scenario: str, runs: Mapping[str, PlannerRun]) -> 
     return path
 
 
+#: How report.md and ``graft simulate`` name the miss reasons of ``MISS_REASONS``.
+MISS_LABELS = {"client_budget": "client budget too small", "admission": "admission",
+               "late": "late (queueing)", "dropped": "dropped (queueing)"}
+
+
+def _unit(runs: Mapping[str, PlannerRun]) -> str:
+    return next(iter(runs.values())).device_word if runs else "GPU"
+
+
+def answer(runs: Mapping[str, PlannerRun]) -> list[str]:
+    """One line per planner: GPUs needed at peak and on average, attainment, why requests
+    missed (``graft simulate`` prints these; report.md starts with them)."""
+    lines = []
+    for name, r in runs.items():
+        unit = r.device_word
+        missed = r.requests - r.on_time
+        why = ", ".join(f"{r.misses[k]:,} {MISS_LABELS[k]}" for k in MISS_REASONS
+                        if r.misses.get(k))
+        lines.append(
+            f"{name}: {plural(r.peak_gpus, unit)} at peak ({r.mean_gpus:.2f} on average, "
+            f"{r.share_seconds:.1f} share-seconds); {100 * r.slo_attainment:.1f}% of "
+            f"{plural(r.requests, 'request')} on time (ceiling "
+            f"{100 * r.attainment_ceiling:.1f}%); {plural(missed, 'miss', 'misses')}"
+            + (f": {why}" if why else ""))
+    return lines
+
+
+def misses_table(r: PlannerRun) -> list[str]:
+    """report.md's table of one planner's misses per client group."""
+    head = ["group", "clients", "requests", "on time", *MISS_LABELS.values()]
+    lines = ["| " + " | ".join(head) + " |", "|---|---|" + "---:|" * (len(head) - 2)]
+    for g, v in r.per_group.items():
+        lines.append(f"| {g} | {v['label']} | {v['requests']:,} | "
+                     f"{100 * v['slo_attainment']:.1f}% | "
+                     + " | ".join(f"{v[k]:,}" for k in MISS_REASONS) + " |")
+    return lines
+
+
 def markdown(scenario: str, runs: Mapping[str, PlannerRun]) -> str:
-    """``report.md``: one column per planner, one row per number, then the plots."""
+    """``report.md``: the answer, one column per planner and one row per number, the misses
+    per client group, then the plots."""
+    unit = _unit(runs)
     rows: list[tuple[str, list[str]]] = [
         ("requests", [str(r.requests) for r in runs.values()]),
         ("completed", [str(r.completed) for r in runs.values()]),
@@ -183,7 +232,9 @@ def markdown(scenario: str, runs: Mapping[str, PlannerRun]) -> str:
         ("p99 latency (ms)", [_ms(r.p99_ms) for r in runs.values()]),
         ("share-seconds", [f"{r.share_seconds:.2f}" for r in runs.values()]),
         ("share-seconds floor", [f"{r.share_seconds_floor:.2f}" for r in runs.values()]),
-        ("mean GPUs", [f"{r.mean_gpus:.2f}" for r in runs.values()]),
+        (f"peak {unit}s", [str(r.peak_gpus) for r in runs.values()]),
+        (f"mean {unit}s", [f"{r.mean_gpus:.2f}" for r in runs.values()]),
+        ("peak total share", [f"{r.peak_share:.2f}" for r in runs.values()]),
         ("plan switches", [str(r.plans) for r in runs.values()]),
         ("simulated req/s (wall clock)", [f"{r.sim_requests_per_s:,.0f}"
                                           for r in runs.values()]),
@@ -192,7 +243,10 @@ def markdown(scenario: str, runs: Mapping[str, PlannerRun]) -> str:
     if base is not None:
         rows.append((f"share-seconds / {BASELINE}",
                      [_ratio(r.share_seconds, base.share_seconds) for r in runs.values()]))
-    lines = [f"# Simulation report: {scenario}", "",
+    lines = [f"# Simulation report: {scenario}", "", *[f"- {a}" for a in answer(runs)], "",
+             f"Peak {unit}s: the most held at once (a switching plan's old and new stages "
+             f"overlap for a moment), what to provision; a share is a fraction of one {unit}.",
+             "",
              "| | " + " | ".join(runs) + " |",
              "|---|" + "---:|" * len(runs)]
     lines += [f"| {label} | " + " | ".join(cells) + " |" for label, cells in rows]
@@ -202,7 +256,19 @@ def markdown(scenario: str, runs: Mapping[str, PlannerRun]) -> str:
               "share-seconds floor is the least any spatial planner (not nexus's whole-GPU time "
               "slicing) could hold under the same re-planning; latencies are end-to-end, of "
               "completed requests.", "",
-              "## GPU share over time", "", f"![GPU share over time]({SHARE_PLOT})", "",
+              "## Why requests missed, per client group", "",
+              "Each request that was not on time counts once, for the first reason that "
+              "applies: **client budget too small** (the device, upload and download left "
+              "less server budget than its fragment can run in: no server could make it; "
+              "faster links, a later partition point or a looser SLO can), **admission** "
+              "(rejected on arrival: the serving plan routes no flow of its fragment, or its "
+              "budget is below its route's least latency), **late** (completed after its "
+              "deadline, queued behind other batches) or **dropped** (its deadline passed "
+              "before its batch formed, or unfinished at the end). Late and dropped are "
+              "queueing: more headroom (`max_utilization`) helps.", ""]
+    for name, r in runs.items():
+        lines += [f"### {name}", "", *misses_table(r), ""]
+    lines += ["## GPU share over time", "", f"![GPU share over time]({SHARE_PLOT})", "",
               "## Latency CDF", "", f"![latency CDF]({CDF_PLOT})", "",
               "## SLO attainment by model", "", f"![attainment by model]({ATTAINMENT_PLOT})",
               ""]

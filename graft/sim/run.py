@@ -51,7 +51,7 @@ from graft.models.catalog import get_model
 from graft.planner.base import Planner
 from graft.planner.registry import make_planner
 from graft.serving.metrics import Outcomes, concat, tally
-from graft.serving.observe import attainment_ceiling
+from graft.serving.observe import attainment_ceiling, below_fastest
 from graft.serving.replan import (
     FORCED,
     Candidate,
@@ -64,6 +64,7 @@ from graft.serving.replan import (
 from graft.serving.routing import route_columns
 from graft.sim.scenario import Scenario, scenario_clients
 from graft.sim.server import simulate_requests
+from graft.wording import device_word, plural
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +112,17 @@ class PlannerRun:
     #: The share of the scenario's requests that any server could have had on time (their
     #: budget at least their fragment's fastest time): no planner's attainment exceeds it.
     attainment_ceiling: float = 1.0
+    #: The most GPUs (and total share) held at once, old and new plans overlapping included:
+    #: what the run needed provisioned.
+    peak_gpus: int = 0
+    peak_share: float = 0.0
+    #: Why requests missed, counts per ``graft.serving.metrics.MISS_REASONS``.
+    misses: dict[str, int] = field(default_factory=dict)
+    #: Per client group (``g<index>``): ``label`` (model, device, SLO, count), ``requests``,
+    #: ``on_time``, ``slo_attainment`` and the ``misses`` counts.
+    per_group: dict[str, dict] = field(default_factory=dict)
+    #: What a share is a fraction of: "GPU", or "device" under a CPU profile.
+    device_word: str = "GPU"
 
 
 @dataclass
@@ -128,26 +140,30 @@ class _Epoch:
 @dataclass
 class _Outcome:
     """What the epochs' simulations gave, accumulated over a planner's run: per epoch, its
-    requests' outcome columns, end-to-end latencies and model codes."""
+    requests' outcome columns, end-to-end latencies and indices into the scenario's
+    requests."""
 
     parts: list[Outcomes] = field(default_factory=list)
     latencies: list[np.ndarray] = field(default_factory=list)
-    models: list[np.ndarray] = field(default_factory=list)
+    index: list[np.ndarray] = field(default_factory=list)
     #: Wall seconds spent in ``_serve``.
     serve_s: float = 0.0
 
-    def add(self, o: Outcomes, latency_ms: np.ndarray, model: np.ndarray) -> None:
+    def add(self, o: Outcomes, latency_ms: np.ndarray, at: np.ndarray) -> None:
         self.parts.append(o)
         self.latencies.append(latency_ms)
-        self.models.append(model)
+        self.index.append(at)
 
-    def summary(self, models: list[str]) -> dict:
-        """``graft.serving.metrics.tally`` over every epoch's requests (``latencies_ms``
-        added: the completed requests' end-to-end latencies, in epoch order)."""
+    def summary(self, cols: _Columns) -> dict:
+        """``graft.serving.metrics.tally`` over every epoch's requests, with the miss
+        reasons per client group (``latencies_ms`` added: the completed requests'
+        end-to-end latencies, in epoch order)."""
         o = concat(self.parts)
         lat = np.concatenate(self.latencies) if self.latencies else np.zeros(0)
-        codes = np.concatenate(self.models) if self.models else np.zeros(0, np.intp)
-        out = tally(o, lat, np.asarray(models, dtype=str)[codes])
+        at = np.concatenate(self.index) if self.index else np.zeros(0, np.intp)
+        out = tally(o, lat, np.asarray(cols.models, dtype=str)[cols.model[at]],
+                    client_budget=cols.client_budget[at],
+                    groups=np.asarray(cols.groups, dtype=str)[cols.group[at]])
         out["latencies_ms"] = lat[o.completed].tolist()
         return out
 
@@ -163,6 +179,11 @@ class _Columns:
     #: index into ``models``
     model: np.ndarray
     models: list[str]
+    #: index into ``groups``, the client groups (``g<index>``) by their index
+    group: np.ndarray
+    groups: list[str]
+    #: budget below the fastest the request's fragment can run (``below_fastest``)
+    client_budget: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -180,15 +201,34 @@ class _Context:
     share_seconds_floor: float = 0.0
 
 
-def _columns(reqs: Sequence[ClientRequest], return_ms: dict[str, float]) -> _Columns:
-    """``reqs`` as arrays; ``return_ms``: client id -> download + rtt / 2 (ms)."""
+def client_group(client: str) -> str:
+    """The group of a scenario client, ``g<index>``, from its id ``g<index>-<k>``
+    (``scenario_clients`` names them so)."""
+    return client.rsplit("-", 1)[0]
+
+
+def group_labels(sc: Scenario) -> dict[str, str]:
+    """``g<index>`` -> what the group is: count, model, device, SLO, trace."""
+    return {f"g{i}": f"{plural(g.count, 'client')}, {g.model} on {g.device}, SLO "
+                     f"{g.slo_ms:g} ms, {g.trace}" + (f", from {g.start_s:g} s"
+                                                      if g.start_s else "")
+            for i, g in enumerate(sc.clients)}
+
+
+def _columns(reqs: Sequence[ClientRequest], return_ms: dict[str, float],
+             client_budget: np.ndarray, groups: Sequence[str]) -> _Columns:
+    """``reqs`` as arrays; ``return_ms``: client id -> download + rtt / 2 (ms);
+    ``client_budget`` per request (``below_fastest``); ``groups``: the scenario's groups."""
     models = sorted({r.model for r in reqs})
     code = {m: k for k, m in enumerate(models)}
+    gcode = {g: k for k, g in enumerate(groups)}
     return _Columns(
         arrival_ms=np.array([r.arrival_ms for r in reqs], dtype=float),
         send_ms=np.array([r.send_ms for r in reqs], dtype=float),
         return_ms=np.array([return_ms[r.client] for r in reqs], dtype=float),
-        model=np.array([code[r.model] for r in reqs], dtype=np.intp), models=models)
+        model=np.array([code[r.model] for r in reqs], dtype=np.intp), models=models,
+        group=np.array([gcode[client_group(r.client)] for r in reqs], dtype=np.intp),
+        groups=list(groups), client_budget=np.asarray(client_budget, bool))
 
 
 def _serve(ctx: _Context, ep: _Epoch, index: int, out: _Outcome) -> None:
@@ -199,7 +239,7 @@ def _serve(ctx: _Context, ep: _Epoch, index: int, out: _Outcome) -> None:
     if ep.cand.plan is None:
         none = np.zeros(len(at), bool)
         out.add(Outcomes(none, none, ~none, none, np.full(len(at), np.nan)),
-                np.full(len(at), np.nan), cols.model[at])
+                np.full(len(at), np.nan), at)
     elif len(at):
         reqs = [ctx.requests[i] for i in at.tolist()]
         arrivals = route_columns(reqs, ep.cand.plan, ep.cand.workload, ctx.cost)
@@ -210,7 +250,7 @@ def _serve(ctx: _Context, ep: _Epoch, index: int, out: _Outcome) -> None:
         if done.size:
             last_done = max(last_done, float(done.max()))
         # end to end: from the client's send to the result back at the client
-        out.add(o, o.completion_ms - cols.send_ms[at] + cols.return_ms[at], cols.model[at])
+        out.add(o, o.completion_ms - cols.send_ms[at] + cols.return_ms[at], at)
     end = ep.end_ms if math.isfinite(ep.end_ms) else ctx.scenario.duration_s * 1000.0
     ep.hold_end_ms = max(end, last_done)
 
@@ -308,7 +348,8 @@ def run_planner(name: str, ctx: _Context, progress: Progress | None = None) -> P
 
     steps = _timeline(epochs)
     n = len(ctx.requests)
-    s = out.summary(ctx.columns.models)
+    s = out.summary(ctx.columns)
+    labels = group_labels(sc)
     switches = [(ep.decided_ms / 1000.0, ep.reason) for ep in epochs]
     return PlannerRun(
         planner=name, requests=n,
@@ -333,6 +374,11 @@ def run_planner(name: str, ctx: _Context, progress: Progress | None = None) -> P
         serve_s=out.serve_s,
         attainment_ceiling=ctx.attainment_ceiling,
         share_seconds_floor=ctx.share_seconds_floor,
+        peak_gpus=max((g for _, _, g in steps), default=0),
+        peak_share=max((x for _, x, _ in steps), default=0.0),
+        misses=s["misses"],
+        per_group={g: {"label": labels[g], **v} for g, v in s["per_group"].items()},
+        device_word=device_word(ctx.cost),
     )
 
 
@@ -362,8 +408,10 @@ def run_scenario(scenario: Scenario, planners: Sequence[str], *, seed: int | Non
     reqs, back = scenario_requests(scenario, cost, seed)
     log.info("scenario %s: %d requests from %d clients over %g s", scenario.name, len(reqs),
              scenario.num_clients, scenario.duration_s)
-    cols = _columns(reqs, back)
+    client_budget = below_fastest(reqs, cost)
+    cols = _columns(reqs, back, client_budget, list(group_labels(scenario)))
     windows = _windows(scenario, cost, reqs, cols)
-    ctx = _Context(scenario, cost, reqs, seed, cols, windows, attainment_ceiling(reqs, cost),
+    ctx = _Context(scenario, cost, reqs, seed, cols, windows,
+                   attainment_ceiling(reqs, cost, client_budget),
                    share_seconds_floor(scenario, cost, windows))
     return {name: run_planner(name, ctx, progress) for name in planners}

@@ -29,7 +29,6 @@ Every mistake raises ``GraftInputError`` naming the field, e.g. ``clients[1].slo
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 from dataclasses import dataclass, field
@@ -38,6 +37,7 @@ from typing import Any
 
 import numpy as np
 
+from graft import limits
 from graft.client.devices import get_device
 from graft.client.partition import DEFAULT_DOWNLINK_MBPS, FP32_BYTES, POLICIES
 from graft.client.traffic import (
@@ -50,6 +50,11 @@ from graft.client.traffic import (
 )
 from graft.cost.registry import make_cost_model
 from graft.errors import GraftInputError
+from graft.fields import integer as _integer
+from graft.fields import number as _number
+from graft.fields import obj
+from graft.fields import string as _string
+from graft.jsonio import load_json
 from graft.models.catalog import get_model
 from graft.serving.replan import DEFAULT_MAX_UTILIZATION, ReplanConfig
 from graft.workload.arrivals import ARRIVALS
@@ -124,62 +129,8 @@ class ScenarioClient:
 
 
 # --- validation helpers -----------------------------------------------------------------
-def _number(raw: dict, key: str, where: str, *, default: float | None = None,
-            minimum: float | None = None, exclusive: bool = False,
-            maximum: float | None = None) -> float:
-    name = f"{where}{key}"
-    if key not in raw:
-        if default is None:
-            raise GraftInputError("is required", field=name)
-        return default
-    v = raw[key]
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-        raise GraftInputError(f"must be a finite number, got {v!r}", field=name)
-    if minimum is not None and (v <= minimum if exclusive else v < minimum):
-        raise GraftInputError(f"must be {'>' if exclusive else '>='} {minimum:g}, got {v!r}",
-                              field=name)
-    if maximum is not None and v > maximum:
-        raise GraftInputError(f"must be <= {maximum:g}, got {v!r}", field=name)
-    return float(v)
-
-
-def _integer(raw: dict, key: str, where: str, *, default: int | None = None,
-             minimum: int = 0) -> int:
-    name = f"{where}{key}"
-    if key not in raw:
-        if default is None:
-            raise GraftInputError("is required", field=name)
-        return default
-    v = raw[key]
-    if isinstance(v, bool) or not isinstance(v, int) or v < minimum:
-        raise GraftInputError(f"must be an integer >= {minimum}, got {v!r}", field=name)
-    return v
-
-
-def _string(raw: dict, key: str, where: str, *, default: str | None = None,
-            choices: tuple[str, ...] | list[str] | None = None) -> str:
-    name = f"{where}{key}"
-    if key not in raw:
-        if default is None:
-            raise GraftInputError("is required", field=name)
-        return default
-    v = raw[key]
-    if not isinstance(v, str) or not v:
-        raise GraftInputError(f"must be a non-empty string, got {v!r}", field=name)
-    if choices is not None and v not in choices:
-        raise GraftInputError(f"must be one of {', '.join(choices)}; got {v!r}", field=name)
-    return v
-
-
 def _object(raw: Any, name: str, allowed: tuple[str, ...]) -> dict:
-    if not isinstance(raw, dict):
-        raise GraftInputError(f"must be an object, got {type(raw).__name__}", field=name)
-    unknown = sorted(set(raw) - set(allowed))
-    if unknown:
-        prefix = f"{name}." if name != "scenario" else ""
-        raise GraftInputError(f"unknown field; known: {', '.join(allowed)}",
-                              field=f"{prefix}{unknown[0]}")
-    return raw
+    return obj(raw, name, allowed, prefix="" if name == "scenario" else None)
 
 
 def _known(check: Any, name: str, value: str) -> None:
@@ -233,9 +184,11 @@ def parse_group(raw: Any, index: int, duration_s: float) -> ClientGroup:
         trace=trace,
         start_s=_number(raw, "start_s", w, default=0.0, minimum=0, maximum=duration_s),
         activation_bytes_per_value=_number(raw, "activation_bytes_per_value", w, default=FP32_BYTES,
-                                           minimum=0, exclusive=True),
+                                           minimum=0, exclusive=True,
+                                           maximum=limits.MAX_BYTES_PER_VALUE),
         input_bytes=(None if raw.get("input_bytes") is None else
-                     _number(raw, "input_bytes", w, minimum=0, exclusive=True)),
+                     _number(raw, "input_bytes", w, minimum=0, exclusive=True,
+                             maximum=limits.MAX_UPLOAD_BYTES)),
     )
 
 
@@ -264,7 +217,7 @@ def parse_scenario(data: Any, *, name: str = "scenario", base_dir: str = ".") ->
     groups = raw.get("clients")
     if not isinstance(groups, list) or not groups:
         raise GraftInputError("must be a non-empty list of client groups", field="clients")
-    return Scenario(
+    sc = Scenario(
         name=_string(raw, "name", "", default=name),
         duration_s=duration,
         clients=tuple(parse_group(g, i, duration) for i, g in enumerate(groups)),
@@ -277,6 +230,22 @@ def parse_scenario(data: Any, *, name: str = "scenario", base_dir: str = ".") ->
         replan=parse_replan(raw.get("replan", {}), duration),
         base_dir=base_dir,
     )
+    check_size(sc)
+    return sc
+
+
+def check_size(sc: Scenario) -> None:
+    """The scenario's clients, client-seconds (each client holds a trace of the run's
+    length), expected requests and re-planning epochs are within their ``limits``, so a
+    simulation's time and memory stay bounded; checked before anything is generated."""
+    clients = sc.num_clients
+    limits.CLIENTS.check(clients, "the scenario has {}", field="clients")
+    limits.CLIENT_SECONDS.check(clients * sc.duration_s,
+                                "its clients over duration_s make {}", field="duration_s")
+    requests = sum(g.count * g.rate * (sc.duration_s - g.start_s) for g in sc.clients)
+    limits.REQUESTS.check(math.ceil(requests), "its clients send about {}", field="clients")
+    limits.EPOCHS.check(math.ceil(sc.duration_s / sc.replan.period_s),
+                        "duration_s / replan.period_s makes {}", field="replan.period_s")
 
 
 def paper_scenario() -> Scenario:
@@ -305,16 +274,10 @@ def load_scenario(source: str, *, trace_dir: str | None = None) -> Scenario:
         sc = paper_scenario()
         return sc if trace_dir is None else _with_base(sc, trace_dir)
     path = Path(source)
-    try:
-        text = path.read_text()
-    except OSError as e:
-        raise GraftInputError(f"cannot read scenario {source!r}: {e.strerror}; built-in "
-                              f"scenarios: {', '.join(BUILTIN)}") from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise GraftInputError(f"scenario {source!r} is not valid JSON: {e.msg} at line "
-                              f"{e.lineno} column {e.colno}") from None
+    if not path.exists():
+        raise GraftInputError(f"cannot read scenario {source!r}: no such file; built-in "
+                              f"scenarios: {', '.join(BUILTIN)}")
+    data = load_json(source, "scenario")
     base = trace_dir if trace_dir is not None else str(path.parent)
     return parse_scenario(data, name=path.stem, base_dir=base)
 

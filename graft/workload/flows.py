@@ -6,13 +6,18 @@ A flow is one client stream: ``(model, partition, rate, budget_ms)``; the server
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from typing import Any
 
+from graft import limits
 from graft.errors import GraftInputError, UnknownNameError
+from graft.fields import obj, show
+from graft.jsonio import load_json
 from graft.models.catalog import get_model
+
+__all__ = ["FLOW_FIELDS", "Flow", "Workload", "load_json", "load_workload", "parse_flow",
+           "parse_workload"]
 
 FLOW_FIELDS = ("id", "model", "partition", "rate", "budget_ms")
 
@@ -52,7 +57,7 @@ class Workload:
 def _number(raw: dict, key: str, flow_id: str | None) -> float:
     value = raw.get(key)
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise GraftInputError(f"must be a number, got {value!r}", field=key, flow=flow_id)
+        raise GraftInputError(f"must be a number, got {show(value)}", field=key, flow=flow_id)
     return float(value)
 
 
@@ -63,21 +68,24 @@ def parse_flow(raw: Any, index: int) -> Flow:
     flow_id = raw.get("id")
     if not isinstance(flow_id, str) or not flow_id:
         raise GraftInputError(
-            f"flows[{index}] needs a non-empty string id, got {flow_id!r}", field="id"
+            f"flows[{index}] needs a non-empty string id, got {show(flow_id)}", field="id"
         )
+    obj(raw, f"flows[{index}]", FLOW_FIELDS, prefix="", flow=flow_id)
     missing = [k for k in FLOW_FIELDS if k not in raw]
     if missing:
         raise GraftInputError(f"missing {', '.join(missing)}", field=missing[0], flow=flow_id)
     model_name = raw["model"]
     if not isinstance(model_name, str):
-        raise GraftInputError(f"must be a string, got {model_name!r}", field="model", flow=flow_id)
+        raise GraftInputError(f"must be a string, got {show(model_name)}", field="model",
+                              flow=flow_id)
     try:
         model = get_model(model_name)
     except UnknownNameError as e:
         raise GraftInputError(str(e), field="model", flow=flow_id) from None
     p = raw["partition"]
     if isinstance(p, bool) or not isinstance(p, int):
-        raise GraftInputError(f"must be an integer, got {p!r}", field="partition", flow=flow_id)
+        raise GraftInputError(f"must be an integer, got {show(p)}", field="partition",
+                              flow=flow_id)
     if not 0 <= p < model.num_blocks:
         raise GraftInputError(
             f"{p} is out of range for {model.name} (0..{model.num_blocks - 1})",
@@ -96,8 +104,12 @@ def parse_flow(raw: Any, index: int) -> Flow:
 
 
 def parse_workload(data: Any) -> Workload:
+    """A workload from its JSON value (``{"flows": [...]}``, at most ``limits.FLOWS``
+    flows), or a GraftInputError naming the flow and the field."""
     if not isinstance(data, dict) or not isinstance(data.get("flows"), list):
         raise GraftInputError('a workload is an object {"flows": [...]}', field="flows")
+    obj(data, "workload", ("flows",), prefix="")
+    limits.FLOWS.check(len(data["flows"]), "the workload holds {}", field="flows")
     flows = [parse_flow(raw, i) for i, raw in enumerate(data["flows"])]
     if not flows:
         raise GraftInputError("the workload has no flows", field="flows")
@@ -107,32 +119,6 @@ def parse_workload(data: Any) -> Workload:
             raise GraftInputError("duplicate flow id", field="id", flow=f.id)
         seen.add(f.id)
     return Workload(tuple(flows))
-
-
-def load_json(path: str, what: str) -> Any:
-    """Read a JSON file (``-`` for stdin), naming the file in any error."""
-    import sys
-
-    try:
-        if path == "-":
-            text = sys.stdin.read()
-        else:
-            with open(path) as fh:
-                text = fh.read()
-    except OSError as e:
-        raise GraftInputError(f"cannot read {what} {path!r}: {e.strerror}") from None
-    try:
-        return json.loads(text, parse_constant=_reject_constant)
-    except json.JSONDecodeError as e:
-        raise GraftInputError(
-            f"{what} {path!r} is not valid JSON: {e.msg} at line {e.lineno} column {e.colno}"
-        ) from None
-
-
-def _reject_constant(name: str) -> float:
-    # json accepts NaN/Infinity by default; budgets and rates must be finite, so keep them
-    # as floats and let field validation name the flow and field.
-    return float(name.replace("Infinity", "inf"))
 
 
 def load_workload(path: str) -> Workload:

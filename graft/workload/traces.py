@@ -358,8 +358,16 @@ def _error(path: str | Path, lineno: int | None, what: str) -> GraftInputError:
 
 
 def _read_lines(path: str | Path) -> list[str]:
-    """The file's lines (without line ends), or a GraftInputError saying why not."""
+    """The file's lines (without line ends), or a GraftInputError saying why not (a file
+    larger than ``limits.INPUT_BYTES`` included)."""
+    from graft import limits
+
     try:
+        size = Path(path).stat().st_size
+        if size > limits.INPUT_BYTES.value:
+            raise limits.INPUT_BYTES.exceeded(
+                f"{path}: the trace file is larger than the bound of "
+                f"{int(limits.INPUT_BYTES.value)} bytes")
         text = Path(path).read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
         raise _error(path, None, f"not a text trace file ({exc.reason})") from None
