@@ -123,8 +123,18 @@ def cmd_plan(args: argparse.Namespace) -> int:
         raise GraftInputError(f"--max-utilization must be in (0, 1], got {u}",
                               field="max_utilization")
     limits.check_planning(workload.flows, cost, max_utilization=u)
-    plan = plan_with_headroom(planner, workload, cost, max_utilization=u,
-                              allow_partial=args.allow_partial)
+
+    def make_plan(c: Any) -> Any:
+        return plan_with_headroom(planner, workload, c, max_utilization=u,
+                                  allow_partial=args.allow_partial)
+
+    if args.cluster:
+        from graft.plan.cluster import load_cluster
+        from graft.planner.nodes import plan_on_cluster
+
+        plan = plan_on_cluster(make_plan, workload, cost, load_cluster(args.cluster))
+    else:
+        plan = make_plan(cost)
     limits.GPUS.check(plan.gpus, f"the {plan.planner} plan uses {{}}")
     from graft.wording import devices, plural
 
@@ -532,6 +542,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--max-utilization", type=float, default=1.0,
                     help="run every stage at most this fraction of its capacity (headroom "
                          "for bursty arrivals; default 1.0, the bare rules)")
+    sp.add_argument("--cluster", metavar="CLUSTER.json",
+                    help="place the plan's GPUs on this cluster's nodes (README: Clusters)")
 
     sp = add("verify", cmd_verify, "check a plan against a workload and a cost model")
     sp.add_argument("workload")

@@ -45,10 +45,11 @@ class DeviceLimits:
 
 
 #: Hand-off kinds, from cheapest: stages in one process (members of one time-shared slice),
-#: processes on one GPU (a device-to-device copy through CUDA IPC), and GPUs of one node
-#: (NVLink or PCIe).
-PROCESS, DEVICE, INTERCONNECT = "process", "device", "interconnect"
-LINK_KINDS = (PROCESS, DEVICE, INTERCONNECT)
+#: processes on one GPU (a device-to-device copy through CUDA IPC), GPUs of one node
+#: (NVLink or PCIe), and GPUs of different nodes (the cluster's network,
+#: ``graft.plan.cluster``).
+PROCESS, DEVICE, INTERCONNECT, NETWORK = "process", "device", "interconnect", "network"
+LINK_KINDS = (PROCESS, DEVICE, INTERCONNECT, NETWORK)
 
 #: Fixed cost of one hand-off between processes (ms): an event record and wait, and the
 #: copy's launch. An assumption, not a measurement; the runtime's measurement can replace it.

@@ -15,6 +15,7 @@ from graft import fields, limits
 from graft.cost.base import MPS_MAX_CLIENTS, CostModel
 from graft.errors import GraftInputError
 from graft.plan import rules
+from graft.plan.cluster import Cluster, Placement
 
 SPATIAL = "spatial"
 TEMPORAL = "temporal"
@@ -182,6 +183,18 @@ class Plan:
     info: dict = field(default_factory=dict, compare=False)
     #: ``total_share`` and ``gpus`` as a plan file states them (None when built in memory).
     declared_totals: tuple[float, int] | None = field(default=None, compare=False)
+    #: The cluster a plan is placed on (None: one machine), and the node of each GPU.
+    cluster: Cluster | None = None
+    gpu_nodes: tuple[str, ...] = ()
+
+    @property
+    def placement(self) -> Placement | None:
+        """Where the plan's GPUs sit (``graft.plan.rules`` prices hand-offs across nodes),
+        or None on one machine."""
+        if self.cluster is None:
+            return None
+        index = {n.name: i for i, n in enumerate(self.cluster.nodes)}
+        return Placement(self.cluster, tuple(index.get(n, -1) for n in self.gpu_nodes))
 
     @property
     def total_share(self) -> float:
@@ -218,7 +231,8 @@ class Plan:
         (``rules.least_route_ms``: every stage idle when the request reaches it). A request
         with less budget than that cannot be on time under this plan."""
         by_id = self.stage_by_id()
-        return {r.flow: rules.least_route_ms(cost, [by_id[s] for s in r.stages])
+        placement = self.placement
+        return {r.flow: rules.least_route_ms(cost, [by_id[s] for s in r.stages], placement)
                 for r in self.routes}
 
     def with_info(self, **info: Any) -> Plan:
@@ -236,6 +250,8 @@ class Plan:
             "routes": [r.to_json() for r in self.routes],
             "unserved": [u.to_json() for u in self.unserved],
             "info": self.info,
+            **({"cluster": self.cluster.to_json(), "gpu_nodes": list(self.gpu_nodes)}
+               if self.cluster is not None else {}),
         }
 
     @classmethod
@@ -268,7 +284,11 @@ class Plan:
             info=dict(info),
             declared_totals=(fields.number(d, "total_share", ""),
                              fields.integer(d, "gpus", "", minimum=None)),
+            cluster=Cluster.from_json(d["cluster"]) if "cluster" in d else None,
+            gpu_nodes=tuple(fields.strings(d, "gpu_nodes", "", default=[])),
         )
+        if plan.gpu_nodes and plan.cluster is None:
+            raise GraftInputError("names nodes but the plan has no cluster", field="gpu_nodes")
         processes = sum(max(s.replicas, 0) for s in plan.stages)
         limits.GPUS.check(math.ceil(processes / MPS_MAX_CLIENTS),
                           f"the plan's {processes} processes need at least {{}}",
@@ -277,4 +297,5 @@ class Plan:
 
 
 PLAN_FIELDS = ("planner", "cost_model", "gpu_sharing", "total_share", "gpus",
-               "lower_bound_share", "stages", "routes", "unserved", "info")
+               "lower_bound_share", "stages", "routes", "unserved", "info", "cluster",
+               "gpu_nodes")

@@ -17,7 +17,8 @@ waiting for a batch to fill, and runs it in ``exec_ms``.
   second; a stage's capacity must be at least its rate.
 * **Hand-off.** When a batch ends, its activations move to the next stage of each route:
   nothing inside one process, a device-to-device copy between processes on one GPU, the
-  interconnect between GPUs. The copy runs beside the next batch (another stream), so it
+  interconnect between GPUs of one node, the network between nodes (a plan placed on a
+  cluster, ``graft.plan.cluster``). The copy runs beside the next batch (another stream), so it
   adds to the request's time but not to the stage's period. A route's time is the sum of its
   stages' times plus its hand-offs, and must fit the flow's budget.
 * **Memory and processes.** Every stage replica is one process (the members of a time-shared
@@ -33,10 +34,11 @@ from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 
-from graft.cost.base import DEVICE, INTERCONNECT, PROCESS, CostModel
+from graft.cost.base import DEVICE, INTERCONNECT, NETWORK, PROCESS, CostModel
 from graft.models.catalog import get_model
 
 if TYPE_CHECKING:
+    from graft.plan.cluster import Placement
     from graft.plan.plan import Stage
 
 #: Relative slack for floating-point comparisons of latencies and rates.
@@ -113,11 +115,19 @@ def sample_bytes_at(model: str, block: int) -> int:
     return get_model(model).in_bytes(block)
 
 
-def handoff_ms(cost: CostModel, model: str, block: int, batch: Number, kind: str) -> Number:
+def handoff_ms(cost: CostModel, model: str, block: int, batch: Number, kind: str,
+               placement: Placement | None = None) -> Number:
     """Time to move one batch of ``batch`` activations entering ``block`` between two
-    stages, over a hand-off of ``kind`` (``PROCESS``, ``DEVICE`` or ``INTERCONNECT``)."""
+    stages, over a hand-off of ``kind`` (``PROCESS``, ``DEVICE``, ``INTERCONNECT``, or
+    ``NETWORK``: over ``placement``'s cluster network)."""
     if kind == PROCESS:
         return 0 * batch
+    if kind == NETWORK:
+        if placement is None:
+            raise ValueError("a hand-off across nodes needs the plan's placement")
+        net = placement.cluster
+        return net.network_latency_ms + batch * sample_bytes_at(model, block) * 1000.0 / (
+            net.network_bytes_per_s)
     links = cost.links
     return links.latency_ms + batch * sample_bytes_at(model, block) * 1000.0 / links.bytes_per_s(
         kind)
@@ -131,35 +141,44 @@ def planned_handoff_ms(cost: CostModel, model: str, end: int, batch: Number) -> 
     return handoff_ms(cost, model, end, batch, INTERCONNECT)
 
 
-def handoff_kind(a: Stage, b: Stage) -> str:
+def handoff_kind(a: Stage, b: Stage, placement: Placement | None = None) -> str:
     """The slowest hand-off a request can meet from stage ``a`` to stage ``b``, over every
     pair of their replicas: nothing inside one time-shared slice (one process), a device
-    copy when every replica of both sits on one GPU, the interconnect otherwise."""
+    copy when every replica of both sits on one GPU, the network when they sit on more than
+    one node of ``placement``, the interconnect otherwise."""
     if a.slice is not None and a.slice == b.slice:
         return PROCESS
     gpus = set(a.gpus) | set(b.gpus)
-    return DEVICE if len(gpus) == 1 else INTERCONNECT
+    if len(gpus) == 1:
+        return DEVICE
+    if placement is not None and placement.spans_nodes(gpus):
+        return NETWORK
+    return INTERCONNECT
 
 
-def route_handoffs_ms(cost: CostModel, chain: Sequence[Stage]) -> list[float]:
+def route_handoffs_ms(cost: CostModel, chain: Sequence[Stage],
+                      placement: Placement | None = None) -> list[float]:
     """The hand-off after each stage of a route but the last (each at the sending stage's
     batch, over the slowest link between the two stages' replicas)."""
-    return [float(handoff_ms(cost, a.model, a.end, a.batch, handoff_kind(a, b)))
+    return [float(handoff_ms(cost, a.model, a.end, a.batch, handoff_kind(a, b, placement),
+                             placement))
             for a, b in zip(chain, chain[1:])]
 
 
-def route_time_ms(cost: CostModel, chain: Sequence[Stage]) -> float:
+def route_time_ms(cost: CostModel, chain: Sequence[Stage],
+                  placement: Placement | None = None) -> float:
     """Worst-case time a request spends in the server on this route: its stages' times plus
     the hand-offs between them."""
     return (sum(stage_time_ms(s.exec_ms, s.duty_cycle_ms) for s in chain)
-            + sum(route_handoffs_ms(cost, chain)))
+            + sum(route_handoffs_ms(cost, chain, placement)))
 
 
-def least_route_ms(cost: CostModel, chain: Sequence[Stage]) -> float:
+def least_route_ms(cost: CostModel, chain: Sequence[Stage],
+                   placement: Placement | None = None) -> float:
     """The least time a request can spend on this route: every stage idle when it arrives
     (its ``exec_ms`` alone), plus the hand-offs of batches of one."""
     return sum(s.exec_ms for s in chain) + sum(
-        float(handoff_ms(cost, a.model, a.end, 1, handoff_kind(a, b)))
+        float(handoff_ms(cost, a.model, a.end, 1, handoff_kind(a, b, placement), placement))
         for a, b in zip(chain, chain[1:]))
 
 

@@ -16,6 +16,7 @@ from graft.cost.base import CostModel
 from graft.errors import GraftInputError
 from graft.models.catalog import get_model, model_names
 from graft.plan import rules
+from graft.plan.cluster import Placement
 from graft.plan.plan import SPATIAL, TEMPORAL, Plan, Stage
 from graft.workload.flows import Workload
 
@@ -43,8 +44,28 @@ def verify(workload: Workload, plan: Plan, cost: CostModel, *, allow_partial: bo
         errors.extend(_check_stage(st, plan.gpu_sharing, cost))
     errors.extend(_check_slices(plan))
     errors.extend(_check_gpus(plan, cost))
+    errors.extend(_check_nodes(plan))
     errors.extend(_check_routes(workload, plan, stages, cost, allow_partial))
     return errors
+
+
+def _check_nodes(plan: Plan) -> list[str]:
+    """A plan placed on a cluster names a node of the cluster for each of its GPUs, and no
+    node holds more GPUs than it has."""
+    if plan.cluster is None:
+        return []
+    errs: list[str] = []
+    if len(plan.gpu_nodes) != plan.gpus:
+        errs.append(f"gpu_nodes names {len(plan.gpu_nodes)} nodes for the plan's {plan.gpus} "
+                    "GPUs (one per GPU)")
+    known = {n.name: n.gpus for n in plan.cluster.nodes}
+    for name in sorted(set(plan.gpu_nodes)):
+        if name not in known:
+            errs.append(f"gpu_nodes: no node {name!r} in the cluster")
+        elif plan.gpu_nodes.count(name) > known[name]:
+            errs.append(f"node {name}: {plan.gpu_nodes.count(name)} GPUs placed, it has "
+                        f"{known[name]}")
+    return errs
 
 
 def _check_stage(st: Stage, sharing: str, cost: CostModel) -> list[str]:
@@ -177,7 +198,7 @@ def _check_routes(workload: Workload, plan: Plan, stages: dict[str, Stage], cost
         if not chain or any(s is None for s in chain):
             errs.append(f"flow {r.flow}: route names missing stages {list(r.stages)}")
             continue
-        errs.extend(_check_chain(f, chain, r.latency_ms, r.handoff_ms, cost))
+        errs.extend(_check_chain(f, chain, r.latency_ms, r.handoff_ms, cost, plan.placement))
         for st in chain:
             routed[st.id] += f.rate
     for fid in flows:
@@ -198,7 +219,7 @@ def _check_routes(workload: Workload, plan: Plan, stages: dict[str, Stage], cost
 
 
 def _check_chain(f, chain: list[Stage], latency_ms: float, handoff_ms: float,
-                 cost: CostModel) -> list[str]:
+                 cost: CostModel, placement: Placement | None = None) -> list[str]:
     errs: list[str] = []
     name = f"flow {f.id}"
     L = get_model(f.model).num_blocks
@@ -213,8 +234,8 @@ def _check_chain(f, chain: list[Stage], latency_ms: float, handoff_ms: float,
         errs.append(f"{name}: route ends at block {chain[-1].end}, not {L}")
     if errs:
         return errs
-    handoffs = sum(rules.route_handoffs_ms(cost, chain))
-    total = rules.route_time_ms(cost, chain)
+    handoffs = sum(rules.route_handoffs_ms(cost, chain, placement))
+    total = rules.route_time_ms(cost, chain, placement)
     if not _close(handoff_ms, handoffs):
         errs.append(f"{name}: handoff_ms {handoff_ms} is not the hand-offs' sum "
                     f"{handoffs:.6g} from the placement")

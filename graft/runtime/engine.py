@@ -125,13 +125,15 @@ def available_cpus() -> list[int]:
 
 
 def pin_cpus(threads: list[int], cpus: list[int]) -> list[tuple[int, ...]]:
-    """CPUs for workers of ``threads`` intra-op threads each: consecutive runs taken from the
-    highest-numbered CPU down (the frontend keeps the low ones longest), disjoint while the
-    threads fit on ``cpus``, wrapping around (shared) beyond."""
+    """CPUs for workers of ``threads`` intra-op threads each: disjoint runs taken from the
+    highest-numbered CPU down (the frontend keeps the low ones longest) when every thread
+    fits on ``cpus``; otherwise none is pinned (empty), and the OS balances them."""
+    if sum(threads) > len(cpus):
+        return [()] * len(threads)
     order = cpus[::-1]
     out, at = [], 0
     for t in threads:
-        out.append(tuple(sorted({order[(at + i) % len(order)] for i in range(t)})))
+        out.append(tuple(sorted(order[at:at + t])))
         at += t
     return out
 

@@ -36,13 +36,15 @@ def route_handoffs(plan: Plan, cost: CostModel) -> dict[str, list[tuple[float, f
     """flow id -> for each stage of its route, the hand-off to the next stage as (fixed ms,
     ms per request of the batch); (0, 0) after the last stage."""
     by_id = plan.stage_by_id()
+    placement = plan.placement
     out: dict[str, list[tuple[float, float]]] = {}
     for r in plan.routes:
         chain = [by_id[s] for s in r.stages]
         terms = []
         for a, b in zip(chain, chain[1:]):
-            kind = rules.handoff_kind(a, b)
-            fixed = float(rules.handoff_ms(cost, a.model, a.end, 0, kind))
-            terms.append((fixed, float(rules.handoff_ms(cost, a.model, a.end, 1, kind)) - fixed))
+            kind = rules.handoff_kind(a, b, placement)
+            fixed = float(rules.handoff_ms(cost, a.model, a.end, 0, kind, placement))
+            terms.append((fixed, float(rules.handoff_ms(cost, a.model, a.end, 1, kind,
+                                                        placement)) - fixed))
         out[r.flow] = [*terms, (0.0, 0.0)]
     return out
