@@ -213,3 +213,13 @@ def test_a_directory_skips_files_in_no_trace_format(tmp_path):
     (tmp_path / "iperf").write_text("----\nServer listening on 5201\n----\n")
     sc = scenario(clients=[group(count=3, trace=str(tmp_path))])
     assert [c.spec.trace.name for c in scenario_clients(sc)] == ["t0.csv", "t1.csv", "t0.csv"]
+
+
+def test_a_scenario_built_in_code_is_bounded_too(monkeypatch):
+    from graft.errors import GraftInputError
+    from graft.sim.run import run_scenario
+    from graft.sim.scenario import paper_scenario
+
+    monkeypatch.setenv("GRAFT_MAX_CLIENTS", "10")
+    with pytest.raises(GraftInputError, match="GRAFT_MAX_CLIENTS"):
+        run_scenario(paper_scenario(), ["graft"])

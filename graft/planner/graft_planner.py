@@ -29,7 +29,12 @@ from graft.planner.assemble import StageDraft, assemble_plan
 from graft.planner.group import DEFAULT_MAX_CLASSES, Group, best_grouping
 from graft.planner.merge import DEFAULT_TOLERANCE, Fragment, merge_flows
 from graft.planner.realign import DEFAULT_STEPS
-from graft.planner.regroup import REGROUP_MAX_FRAGMENTS, GroupDrafts, regroup
+from graft.planner.regroup import (
+    REGROUP_MAX_FLOWS,
+    REGROUP_MAX_FRAGMENTS,
+    GroupDrafts,
+    regroup,
+)
 from graft.planner.servable import split_servable
 from graft.planner.shape import shape_replicas
 from graft.planner.slack import reclaim_slack
@@ -66,7 +71,7 @@ class GraftPlanner:
                 drafts.extend(a.drafts)
         drafts = self._finish(drafts, cost)
         fragments = sum(len(v) for v in by_model.values())
-        if 0 < fragments <= self.regroup_fragments:
+        if 0 < fragments <= self.regroup_fragments and len(served) <= REGROUP_MAX_FLOWS:
             groups, drafts = regroup(groups, GroupDrafts(cost, self.budget_steps),
                                      lambda ds: self._finish(ds, cost))
         info = {"groups": len(groups), "fragments": fragments}

@@ -18,9 +18,9 @@ before: moves that keep the share let a next move pay), and the search goes on f
 
 Every evaluation plans the whole workload (re-alignments and budget groups are cached per
 group), so the search is bounded: it runs when the workload has at most
-``REGROUP_MAX_FRAGMENTS`` fragments and stops after ``REGROUP_MAX_EVALS`` evaluations or
-when no unseen neighbour is as cheap. The cheapest grouping seen is kept, so the plan never
-needs more share than ``group``'s.
+``REGROUP_MAX_FRAGMENTS`` fragments and ``REGROUP_MAX_FLOWS`` flows, and stops after
+``REGROUP_MAX_EVALS`` evaluations or when no unseen neighbour is as cheap. The cheapest
+grouping seen is kept, so the plan never needs more share than ``group``'s.
 """
 
 from __future__ import annotations
@@ -38,8 +38,10 @@ from graft.planner.merge import collapse_by_partition
 from graft.planner.realign import realign
 from graft.workload.flows import Flow
 
-#: Largest workload (in fragments, after merging) the search runs on.
+#: Largest workload the search runs on: fragments (after merging) and flows (every
+#: evaluation hands slack back flow by flow).
 REGROUP_MAX_FRAGMENTS = 24
+REGROUP_MAX_FLOWS = 2000
 #: Most plans the search evaluates.
 REGROUP_MAX_EVALS = 200
 

@@ -62,7 +62,7 @@ from graft.serving.replan import (
     window_floor,
 )
 from graft.serving.routing import route_columns
-from graft.sim.scenario import Scenario, scenario_clients
+from graft.sim.scenario import Scenario, check_size, scenario_clients
 from graft.sim.server import simulate_requests
 from graft.wording import device_word, plural
 
@@ -403,6 +403,7 @@ def run_scenario(scenario: Scenario, planners: Sequence[str], *, seed: int | Non
     scenario's); deterministic for a seed."""
     for name in planners:
         make_planner(name)  # unknown names fail before any work
+    check_size(scenario)  # a Scenario built in code is bounded like one read from a file
     seed = scenario.seed if seed is None else seed
     cost = make_cost_model(scenario.cost_model)
     reqs, back = scenario_requests(scenario, cost, seed)
