@@ -16,7 +16,7 @@ RESULTS := $(if $(UPDATE),bench/results,out/bench)
 TRACES ?= ../shared/data/traces
 DATA ?=
 
-.PHONY: setup demo test lint bench-planner bench-sim bench-runtime calibrate regenerate-models clean
+.PHONY: setup demo test lint bench-planner bench-sim bench-scale bench-runtime calibrate regenerate-models clean
 
 setup: $(STAMP)
 
@@ -43,6 +43,9 @@ bench-planner: $(STAMP)
 
 bench-sim: $(STAMP)
 	$(PY) bench/sim_bench.py --trace-root $(TRACES) --output $(RESULTS)/sim.md
+
+bench-scale: $(STAMP)
+	$(PY) bench/scale_bench.py --output $(RESULTS)/scale.md
 
 bench-runtime: $(STAMP)
 	$(PY) bench/runtime_bench.py --output $(RESULTS)/runtime.md
