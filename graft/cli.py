@@ -543,7 +543,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="run every stage at most this fraction of its capacity (headroom "
                          "for bursty arrivals; default 1.0, the bare rules)")
     sp.add_argument("--cluster", metavar="CLUSTER.json",
-                    help="place the plan's GPUs on this cluster's nodes (README: Clusters)")
+                    help="place the plan's GPUs on this cluster's nodes: a JSON file, or "
+                         "ray:ADDRESS (ray:auto) for a running Ray cluster's GPU nodes")
 
     sp = add("verify", cmd_verify, "check a plan against a workload and a cost model")
     sp.add_argument("workload")

@@ -111,3 +111,38 @@ def test_cli_plan_with_a_cluster(tmp_path):
     (tmp_path / "big.json").write_text(json.dumps(big.to_json()))
     assert main(["plan", str(tmp_path / "big.json"), "--cluster",
                  str(tmp_path / "small.json")]) == 2
+
+
+def test_a_ray_cluster_lists_its_gpu_nodes():
+    from graft.plan.cluster import cluster_from_ray_nodes
+
+    nodes = [{"NodeID": "b2", "Alive": True, "Resources": {"GPU": 2.0, "CPU": 4.0}},
+             {"NodeID": "a1", "Alive": True, "Resources": {"GPU": 8.0}},
+             {"NodeID": "c3", "Alive": False, "Resources": {"GPU": 8.0}},
+             {"NodeID": "head", "Alive": True, "Resources": {"CPU": 1.0}}]
+    assert cluster_from_ray_nodes(nodes).nodes == (Node("a1", 8), Node("b2", 2))
+    with pytest.raises(GraftInputError, match="no alive node with GPUs"):
+        cluster_from_ray_nodes(nodes[2:])
+
+
+def test_plan_on_a_local_ray_cluster(tmp_path, monkeypatch):
+    # runs where Ray is installed (pip install -e .[ray]; about 10 s), skipped elsewhere
+    pytest.importorskip("ray")
+    from ray.cluster_utils import Cluster as RayCluster
+
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
+    ray_cluster = RayCluster(initialize_head=True,
+                             head_node_args={"num_cpus": 1, "include_dashboard": False})
+    try:
+        ray_cluster.add_node(num_cpus=1, num_gpus=2)
+        ray_cluster.add_node(num_cpus=1, num_gpus=3)
+        w = synthetic_workload(COST, 60, HETEROGENEOUS, seed=1)
+        (tmp_path / "w.json").write_text(json.dumps(w.to_json()))
+        out = tmp_path / "plan.json"
+        assert main(["plan", str(tmp_path / "w.json"), "--cluster",
+                     f"ray:{ray_cluster.address}", "-o", str(out)]) == 0
+        plan = json.loads(out.read_text())
+        assert sorted(n["gpus"] for n in plan["cluster"]["nodes"]) == [2, 3]
+        assert main(["verify", str(tmp_path / "w.json"), str(out)]) == 0
+    finally:
+        ray_cluster.shutdown()

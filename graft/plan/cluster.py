@@ -93,9 +93,43 @@ class Cluster:
 
 
 def load_cluster(path: str) -> Cluster:
+    """A cluster from a JSON file, or from a running Ray cluster: ``ray:ADDRESS`` (``ray:auto``
+    for the one this machine belongs to; needs ``pip install -e .[ray]``)."""
+    if path.startswith("ray:"):
+        return cluster_from_ray(path[len("ray:"):] or "auto")
     from graft.jsonio import load_json
 
     return Cluster.from_json(load_json(path, "cluster"), where="")
+
+
+def cluster_from_ray_nodes(nodes: list[dict[str, Any]]) -> Cluster:
+    """The alive nodes of ``ray.nodes()`` that have GPUs (Ray's ``GPU`` resource, declared
+    or detected), each named by its Ray node id (hosts may share a name or address)."""
+    found = []
+    for n in nodes:
+        gpus = int(n.get("Resources", {}).get("GPU", 0))
+        if n.get("Alive") and gpus > 0:
+            found.append(Node(str(n["NodeID"]), gpus))
+    if not found:
+        raise GraftInputError("the Ray cluster has no alive node with GPUs (Ray's 'GPU' "
+                              "resource: start nodes with --num-gpus N)")
+    return Cluster(tuple(sorted(found, key=lambda n: n.name)))
+
+
+def cluster_from_ray(address: str) -> Cluster:
+    """The GPU nodes of the Ray cluster at ``address`` (``auto``: this machine's)."""
+    try:
+        import ray
+    except ImportError:
+        raise GraftInputError("a Ray cluster needs Ray: pip install -e .[ray]") from None
+    started = not ray.is_initialized()
+    if started:
+        ray.init(address=address, include_dashboard=False, log_to_driver=False)
+    try:
+        return cluster_from_ray_nodes(ray.nodes())
+    finally:
+        if started:
+            ray.shutdown()
 
 
 @dataclass(frozen=True)
