@@ -429,6 +429,7 @@ def cmd_loadgen(args: argparse.Namespace) -> int:
         sc = load_scenario(args.scenario, trace_dir=args.trace_dir)
         sc = dataclasses.replace(sc, duration_s=min(sc.duration_s, args.duration))
         reqs, _ = scenario_requests(sc, make_cost_model(sc.cost_model), sc.seed)
+        loadgen.check_server(args.url)
         report = asyncio.run(loadgen.run_open_loop(args.url, loadgen.trace_schedule(reqs),
                                                    progress=progress))
         report.mode = "trace"
@@ -440,12 +441,13 @@ def cmd_loadgen(args: argparse.Namespace) -> int:
         flows = load_workload(args.workload).flows
         limits.REQUESTS.check(math.ceil(sum(f.rate for f in flows) * args.duration),
                               "its flows over --duration make about {}")
+        if args.mode == "concurrency" and not 1 <= args.concurrency <= 4096:
+            raise GraftInputError("--concurrency must be in 1..4096", field="concurrency")
+        loadgen.check_server(args.url)
         if args.mode == "poisson":
             schedule = loadgen.poisson_schedule(flows, args.duration, args.seed)
             report = asyncio.run(loadgen.run_open_loop(args.url, schedule, progress=progress))
         else:
-            if not 1 <= args.concurrency <= 4096:
-                raise GraftInputError("--concurrency must be in 1..4096", field="concurrency")
             report = asyncio.run(loadgen.run_closed_loop(
                 args.url, flows, concurrency=args.concurrency, duration_s=args.duration,
                 progress=progress))

@@ -17,6 +17,7 @@ variable that raises it, ``GRAFT_MAX_<NAME>`` (e.g. ``GRAFT_MAX_GPUS=4096 graft 
 | ``epochs`` | 3600 | re-planning epochs of one simulation (duration / period) |
 | ``profile_tflop`` | 1000 | tera floating-point operations one ``graft profile`` measures |
 | ``workers`` | 256 | worker processes one ``graft serve`` starts |
+| ``trace_files`` | 1000 | trace files one scenario reads (each file once, trace folders walked) |
 
 The planner's time grows faster than linearly in GPUs (about 1 s at 4000 GPUs, 16 s at 14 000
 on the reference machine); one simulated request costs about 15 us and 700 bytes.
@@ -96,9 +97,10 @@ CLIENT_SECONDS = Bound("client_seconds", 10_000_000, "client-seconds")
 EPOCHS = Bound("epochs", 3600, "re-planning epochs")
 PROFILE_TFLOP = Bound("profile_tflop", 1000, "TFLOP")
 WORKERS = Bound("workers", 256, "worker processes")
+TRACE_FILES = Bound("trace_files", 1000, "trace files")
 
 ALL: tuple[Bound, ...] = (INPUT_BYTES, FLOWS, GPUS, BATCH, REQUESTS, CLIENTS, CLIENT_SECONDS,
-                          EPOCHS, PROFILE_TFLOP, WORKERS)
+                          EPOCHS, PROFILE_TFLOP, WORKERS, TRACE_FILES)
 
 #: Sanity bounds without a knob: no real request uploads more, no tensor holds wider values,
 #: no device gives a smaller slice (MPS: 1%; one SM of a 132-SM H100 is 0.0076).

@@ -7,6 +7,8 @@ code, one line on stderr when it is 2, and no traceback, within a generous time 
 (``signal.setitimer`` in-process, ``timeout`` for the few real processes). The bounds of
 ``graft.limits`` are lowered for the run so that an accepted input stays small.
 ``GRAFT_FUZZ_CASES`` multiplies the number of cases (e.g. 20 for a long local run).
+``serve`` and ``loadgen`` get mutated files and arguments too, against a port in use and an
+address that refuses connections, so that no case starts workers or sends a request.
 """
 
 from __future__ import annotations
@@ -225,3 +227,183 @@ def test_mutated_inputs_in_real_processes(base: dict[str, Any], tmp_path: Path) 
                                   capture_output=True, text=True, timeout=120)
             assert proc.returncode in (0, 2), (argv, data[:100], proc.stderr)
             assert "Traceback" not in proc.stderr, (argv, proc.stderr)
+
+
+# --- serve and loadgen -------------------------------------------------------------------
+#: Argument values the serve and loadgen fuzz draws from: wrong types and magnitudes, and
+#: valid ones. ``PORT`` is a port something else listens on and ``DEAD`` a URL nobody
+#: answers, so a valid case ends at once with exit 2 (no worker starts, no request is sent).
+SERVE_ARGS: dict[str, list[str]] = {
+    "--grpc-port": ["0", "PORT", "-5", "70000", "y", "1e3"],
+    "--replan-every": ["nan", "0", "-1", "1e300", "inf", "0.05", "5"],
+    "--hysteresis": ["1", "-0.1", "nan", "0.5"],
+    "--device": ["cpu", "gpu", "cuda"],
+    "--planner": ["graft", "nexus", "nope"],
+    "--cost-model": ["profile:tiny-cpu", "analytic:v100", "bogus", "profile:/nonexistent"],
+    "--weights": ["/nonexistent/w.pt", "ROOT", "ROOT/w.json"],
+    "--seed": ["-1", "x", "0", "3"],
+}
+SERVE_PORTS = ["PORT"] * 6 + ["0", "-1", "65536", "99999999999", "x", "", "nan"]
+LOADGEN_ARGS: dict[str, list[str]] = {
+    "--mode": ["poisson", "concurrency", "poisson", "bogus"],
+    "--duration": ["nan", "inf", "0", "-1", "1e9", "abc", "0.5", "20", "86401"],
+    "--concurrency": ["0", "-3", "5000", "4096", "1", "x", "1e3"],
+    "--seed": ["-1", "x", "0", "3"],
+    "--json": ["ROOT", "/nonexistent/r.json", "OUT"],
+}
+LOADGEN_URLS = ["DEAD"] * 5 + ["DEAD/", "nonsense", "http://", "http://127.0.0.1:99999",
+                                "ftp://127.0.0.1:1", "http://[::1"]
+
+
+def _held_ports() -> tuple[Any, Any]:
+    """A socket listening on a port (serve finds it in use) and one bound but not
+    listening (loadgen's connections to it are refused)."""
+    import socket
+
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen()
+    dead = socket.socket()
+    dead.bind(("127.0.0.1", 0))
+    return busy, dead
+
+
+def _fill(value: str, names: dict[str, str]) -> str:
+    for k, v in names.items():
+        value = value.replace(k, v)
+    return value
+
+
+def _serving_argv(kind: str, path: str, rng: random.Random, names: dict[str, str]
+                  ) -> list[str]:
+    """A ``serve`` or ``loadgen`` command line around the mutated file ``path``, with some
+    arguments drawn from the lists above."""
+    if kind.startswith("serve"):
+        if kind == "serve-plan":
+            argv = ["serve", "--plan", path]
+            if rng.random() < 0.3:
+                argv += ["--workload", names["ROOT"] + "/w.json"]
+        else:
+            argv = ["serve", "--workload", path, "--cost-model", "profile:tiny-cpu"]
+        argv += ["--port", rng.choice(SERVE_PORTS)]
+        options = SERVE_ARGS
+    else:
+        argv = ["loadgen", rng.choice(LOADGEN_URLS), "--quiet"]
+        argv += (["--mode", "trace", "--scenario", path] if kind == "loadgen-trace"
+                 else ["--workload", path])
+        options = LOADGEN_ARGS
+    for flag in rng.sample(sorted(options), rng.choice([0, 0, 1, 1, 2, 3])):
+        if kind == "loadgen-trace" and flag == "--mode":
+            continue
+        argv += [flag, rng.choice(options[flag])]
+    return [_fill(a, names) for a in argv]
+
+
+SERVING_CASES = {"serve-workload": 150, "serve-plan": 150, "loadgen": 200,
+                 "loadgen-trace": 30}
+
+
+def test_serve_and_loadgen_on_mutated_input(base: dict[str, Any], tmp_path: Path,
+                                            capsys: pytest.CaptureFixture,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """``serve`` and ``loadgen`` fed mutated workloads, plans and scenarios and mutated
+    arguments (ports, durations, rates, concurrency, modes): exit 0 or 2, one error line,
+    no traceback, within the case bound. No worker may start and no request may be sent:
+    the HTTP port is in use and the server's address refuses connections, so valid cases
+    stop at those checks (which must come before any work)."""
+    import graft.client.loadgen
+    import graft.runtime.engine
+
+    def forbidden(what: str) -> Any:
+        def fail(*a: Any, **k: Any) -> Any:
+            raise AssertionError(f"{what} after the port or server check should have failed")
+        return fail
+
+    monkeypatch.setattr(graft.runtime.engine.Pool, "start", forbidden("workers started"))
+    monkeypatch.setattr(graft.client.loadgen, "run_open_loop", forbidden("requests sent"))
+    monkeypatch.setattr(graft.client.loadgen, "run_closed_loop", forbidden("requests sent"))
+    for k, v in FUZZ_LIMITS.items():
+        monkeypatch.setenv(k, v)
+    busy, dead = _held_ports()
+    names = {"PORT": str(busy.getsockname()[1]), "ROOT": str(base["root"]),
+             "DEAD": f"http://127.0.0.1:{dead.getsockname()[1]}", "OUT": str(tmp_path / "r")}
+    sources = {"serve-workload": TINY_WORKLOAD, "serve-plan": base["plan"],
+               "loadgen": TINY_WORKLOAD, "loadgen-trace": SCENARIO}
+    reached = 0  # valid cases: stopped by the busy port or the dead server
+    try:
+        for kind, n in SERVING_CASES.items():
+            rng = random.Random(f"graft-fuzz-{kind}")
+            for case in range(n * SCALE):
+                data = render(mutate(sources[kind], rng) if rng.random() < 0.7
+                              else sources[kind], rng)
+                path = tmp_path / f"{kind}-{case}.json"
+                path.write_bytes(data)
+                argv = _serving_argv(kind, str(path), rng, names)
+                try:
+                    rc, err = run_case(argv, None, capsys, monkeypatch)
+                except SystemExit as e:  # argparse: exit 2 and one line
+                    rc, err = e.code, capsys.readouterr().err
+                what = f"{kind} case {case}: {argv} on {data[:200]!r}"
+                assert rc in (0, 2), (what, rc, err)
+                assert "Traceback" not in err, (what, err)
+                if rc == 2:
+                    lines = [ln for ln in err.splitlines() if ln.startswith("graft: error")]
+                    assert len(lines) == 1, (what, err)
+                    reached += ("cannot listen on" in err or "cannot reach the server" in err)
+    finally:
+        busy.close()
+        dead.close()
+    assert reached >= 10, f"only {reached} cases were valid up to the port or server check"
+
+
+def _group_alive(pgid: int) -> list[int]:
+    """Live (not zombie) processes of process group ``pgid``, from /proc."""
+    alive = []
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                stat = Path(f"/proc/{d}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(stat[2]) == pgid and stat[0] != "Z":
+                alive.append(int(d))
+    return alive
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc")
+def test_serve_and_loadgen_in_real_processes(base: dict[str, Any], tmp_path: Path) -> None:
+    """Through the entry point, each in a session of its own: valid and damaged input ends
+    with exit 2 and one line within the timeout, and nothing of its process group is left
+    (on a timeout the whole group is killed, and the case fails)."""
+    busy, dead = _held_ports()
+    port, url = str(busy.getsockname()[1]), f"http://127.0.0.1:{dead.getsockname()[1]}"
+    tiny = tmp_path / "tiny.json"
+    tiny.write_text(json.dumps(TINY_WORKLOAD))
+    damaged = tmp_path / "plan.json"
+    damaged.write_text(json.dumps(mutate(base["plan"], random.Random("graft-fuzz-real"))))
+    cases = [["serve", "--workload", str(tiny), "--port", port, "--grpc-port", "0"],
+             ["serve", "--workload", str(tiny), "--port", "8", "--grpc-port", port],
+             ["serve", "--plan", str(damaged), "--port", port],
+             ["loadgen", url, "--workload", str(tiny), "--duration", "3600", "--quiet"],
+             ["loadgen", url, "--mode", "concurrency", "--workload", str(tiny)]]
+    env = {**os.environ, **FUZZ_LIMITS}
+    try:
+        for argv in cases:
+            proc = subprocess.Popen([sys.executable, "-m", "graft.cli", *argv], env=env,
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                    text=True, start_new_session=True)
+            try:
+                _, err = proc.communicate(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.communicate()
+                raise AssertionError(f"{argv} still ran after 60 s") from None
+            assert proc.returncode == 2, (argv, err)
+            assert "Traceback" not in err and len(err.strip().splitlines()) == 1, (argv, err)
+            left = _group_alive(proc.pid)
+            for pid in left:
+                os.kill(pid, signal.SIGKILL)
+            assert not left, (argv, left)
+    finally:
+        busy.close()
+        dead.close()

@@ -348,6 +348,65 @@ def test_a_scenario_within_lowered_bounds_runs(tmp_path, capsys, monkeypatch):
         monkeypatch.setenv(env, value)
 
 
+def _trace_folder(folder: Path, n: int) -> Path:
+    from graft.workload.tracegen import markov_trace, write_rate_csv
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        write_rate_csv(markov_trace(10, seed=i), folder / f"t{i}.csv")
+    return folder
+
+
+def test_trace_files_are_counted_before_any_is_read(tmp_path, capsys, monkeypatch):
+    """A trace folder (named by a scenario, relative to the file or to --trace-dir) with
+    more files than GRAFT_MAX_TRACE_FILES exits 2 with one line before a file is read;
+    folders and files of several groups count together."""
+    import graft.sim.scenario
+
+    traces = tmp_path / "traces"
+    _trace_folder(traces / "a", 3)
+    _trace_folder(traces / "b", 2)
+    one_folder = _set(SCENARIO, ("clients", 0, "trace"), "a")
+    two = _set(one_folder, ("clients",), [one_folder["clients"][0],
+                                          {**one_folder["clients"][0], "trace": "b"}])
+    in_dir = write(traces, "one.json", one_folder)
+    elsewhere = write(tmp_path, "two.json", two)
+
+    def no_read(*a, **k):
+        raise AssertionError("a trace file was read before the count was checked")
+
+    monkeypatch.setattr(graft.sim.scenario, "load_trace", no_read)
+    monkeypatch.setenv("GRAFT_MAX_TRACE_FILES", "2")
+    out = str(tmp_path / "o")
+    for argv in (["simulate", in_dir, "--trace-dir", str(traces), "-o", out],
+                 ["simulate", in_dir, "-o", out],
+                 ["loadgen", "http://127.0.0.1:9", "--mode", "trace", "--scenario", in_dir]):
+        assert main(argv) == 2, argv
+        one_error(capsys, "clients[0].trace", "holds more than 2 trace files",
+                  "GRAFT_MAX_TRACE_FILES")
+    monkeypatch.setenv("GRAFT_MAX_TRACE_FILES", "4")  # 3 + 2 files in all
+    assert main(["simulate", elsewhere, "--trace-dir", str(traces), "-o", out]) == 2
+    one_error(capsys, "clients[1].trace", "past 4 trace files", "GRAFT_MAX_TRACE_FILES")
+    monkeypatch.setenv("GRAFT_MAX_TRACE_FILES", "0.5")
+    assert main(["simulate", in_dir, "-o", out]) == 2  # a bound below one file: none allowed
+    one_error(capsys, "GRAFT_MAX_TRACE_FILES")
+
+
+def test_trace_files_within_the_bound_are_read(tmp_path, monkeypatch):
+    from graft.sim.scenario import load_scenario, scenario_clients
+
+    traces = tmp_path / "traces"
+    _trace_folder(traces / "a", 3)
+    _trace_folder(traces / "b", 2)
+    sc = _set(SCENARIO, ("clients", 0, "trace"), "a")
+    sc = _set(sc, ("clients",), [sc["clients"][0], {**sc["clients"][0], "trace": "b"},
+                                 {**sc["clients"][0], "trace": "b/t1.csv"}])
+    path = write(traces, "s.json", sc)
+    monkeypatch.setenv("GRAFT_MAX_TRACE_FILES", "5")  # b/t1.csv is counted once
+    names = [c.spec.trace.name for c in scenario_clients(load_scenario(path))]
+    assert names == ["t0.csv", "t1.csv", "t0.csv", "t1.csv", "t1.csv", "t1.csv"]
+
+
 @pytest.mark.parametrize("query, words", [
     ({**QUERY, "batch": 10**9}, "GRAFT_MAX_BATCH"),
     ({**QUERY, "end": 10**30}, "not within"),
@@ -396,6 +455,79 @@ def test_serve_worker_bound(plan_file, tmp_path, capsys, monkeypatch):
     path = write(tmp_path, "plan.json", plan_file)
     assert main(["serve", "--plan", path]) == 2
     one_error(capsys, "worker processes", "GRAFT_MAX_WORKERS")
+
+
+def test_serve_refuses_a_port_in_use_before_workers_start(tmp_path, capsys, monkeypatch):
+    import socket
+
+    import graft.runtime.engine
+
+    def no_workers(*a, **k):
+        raise AssertionError("workers started before the ports were checked")
+
+    monkeypatch.setattr(graft.runtime.engine.Pool, "start", no_workers)
+    w = write(tmp_path, "w.json", TINY_WORKLOAD)
+    with socket.socket() as held, socket.socket() as free:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        free.bind(("127.0.0.1", 0))
+        port, other = str(held.getsockname()[1]), str(free.getsockname()[1])
+        free.close()
+        for ports in (["--port", port, "--grpc-port", "0"], ["--port", other, "--grpc-port", port]):
+            assert main(["serve", "--workload", w, *ports]) == 2, ports
+            one_error(capsys, f"cannot listen on 127.0.0.1:{port}: Address already in use")
+
+
+def test_loadgen_refuses_a_server_that_does_not_answer(tmp_path, capsys, monkeypatch):
+    """Nobody listening, a URL that is not http: exit 2 and one line before any request."""
+    import socket
+
+    import graft.client.loadgen
+
+    def no_traffic(*a, **k):
+        raise AssertionError("requests sent to a server that does not answer")
+
+    monkeypatch.setattr(graft.client.loadgen, "run_open_loop", no_traffic)
+    monkeypatch.setattr(graft.client.loadgen, "run_closed_loop", no_traffic)
+    w = write(tmp_path, "w.json", TINY_WORKLOAD)
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))  # bound, not listening: connections are refused
+        url = f"http://127.0.0.1:{unused.getsockname()[1]}"
+        for argv, words in [([url], "Connection refused"),
+                            ([url, "--mode", "concurrency"], "Connection refused"),
+                            ([url, "--mode", "trace", "--scenario", "paper", "--duration", "1"],
+                             "Connection refused"),
+                            (["127.0.0.1:8000"], "must start with http://"),
+                            (["http://127.0.0.1:99999"], "not a valid http address")]:
+            assert main(["loadgen", *argv, "--workload", w, "--quiet"]) == 2, argv
+            one_error(capsys, *(["cannot reach the server"] if "Conn" in words else []), words)
+
+
+def test_loadgen_takes_any_http_answer_as_a_server():
+    """A server without the v2 health endpoint (404) is still a server to measure."""
+    import asyncio
+    import threading
+
+    from aiohttp import web
+
+    from graft.client.loadgen import check_server
+
+    loop = asyncio.new_event_loop()
+    runner = web.AppRunner(web.Application())
+    loop.run_until_complete(runner.setup())
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    loop.run_until_complete(site.start())
+    port = runner.addresses[0][1]
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    try:
+        check_server(f"http://127.0.0.1:{port}")
+        check_server(f"http://127.0.0.1:{port}/")
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.run_until_complete(runner.cleanup())
+        loop.close()
 
 
 @pytest.mark.parametrize("argv", [["simulate", "paper", "-o", "x", "--seed", "-1"],
@@ -491,6 +623,64 @@ def test_ctrl_c_in_a_real_process():
         proc.kill()
     assert proc.returncode == 130, err
     assert err == "graft: interrupted\n"
+
+
+def _group(pgid: int) -> dict[int, tuple[str, str]]:
+    """The live processes of process group ``pgid``: pid -> (state, command line)."""
+    out = {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{d}/stat").read_text().rsplit(")", 1)[1].split()
+            cmd = Path(f"/proc/{d}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if int(stat[2]) == pgid and stat[0] != "Z":  # a zombie is dead, only not yet reaped
+            out[int(d)] = (stat[0], cmd)
+    return out
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc")
+@pytest.mark.parametrize("target, delay_s", [("group", 0.0), ("process", 0.5)])
+def test_ctrl_c_while_serve_starts_its_workers(target, delay_s, tmp_path):
+    """SIGINT to the process group (a Ctrl-C) as soon as a worker is spawned, or to the
+    command alone while its workers load: exit 130, one line, and no process of the
+    group left (the workers are terminated and waited for)."""
+    import socket
+
+    w = write(tmp_path, "w.json", TINY_WORKLOAD)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "graft.cli", "serve", "--workload", w, "--cost-model",
+         "profile:tiny-cpu", "--port", str(port), "--grpc-port", "0"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not any("spawn_main" in cmd for _, cmd in _group(proc.pid).values()):
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "no worker was spawned"
+            time.sleep(0.005)
+        time.sleep(delay_s)
+        if target == "group":
+            os.killpg(proc.pid, signal.SIGINT)
+        else:
+            proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=120)
+        assert "graft serving" not in out, "the workers were ready before the signal"
+        assert proc.returncode == 130, err
+        assert err == "graft: interrupted\n"
+        deadline = time.monotonic() + 30  # the resource tracker ends when it sees EOF
+        while _group(proc.pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not _group(proc.pid), _group(proc.pid)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        for pid in _group(proc.pid):
+            os.kill(pid, signal.SIGKILL)
 
 
 # --- honest exit codes ------------------------------------------------------------------

@@ -94,3 +94,50 @@ def test_a_killed_worker_fails_its_requests_and_is_restarted(engine):
             time.sleep(0.5)
     assert out is not None and out.shape == (1, 10)
     assert engine.in_flight == 0
+
+
+def test_workers_exit_when_the_server_is_killed(tmp_path):
+    """SIGKILL leaves the server no chance to stop its workers: they notice their parent is
+    gone and exit instead of lingering."""
+    import json
+    import socket
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    def free_port() -> int:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            return sock.getsockname()[1]
+
+    (tmp_path / "w.json").write_text(json.dumps({"flows": [
+        {"id": "a", "model": "tiny", "partition": 0, "rate": 5, "budget_ms": 500}]}))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "graft.cli", "serve", "--workload", str(tmp_path / "w.json"),
+         "--cost-model", "profile:tiny-cpu", "--port", str(free_port()),
+         "--grpc-port", str(free_port())],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        for line in proc.stdout:
+            if "serving" in line:
+                break
+        children = [int(x) for x in
+                    Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()]
+        assert children
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+    def alive(pid: int) -> bool:
+        try:
+            return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+        except FileNotFoundError:
+            return False
+
+    deadline = time.monotonic() + 30
+    while any(alive(k) for k in children) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    left = [k for k in children if alive(k)]
+    for k in left:
+        os.kill(k, signal.SIGKILL)
+    assert not left

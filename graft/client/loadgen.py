@@ -14,6 +14,7 @@ Requests speak the v2 HTTP protocol with binary tensors, built once per flow (th
 random activation every time), so the generator spends little per request. A live progress
 line goes to stderr; the result is a table per model entry (throughput, p50/p90/p95/p99,
 SLO attainment, rejections), and optionally JSON and a perf_analyzer-style CSV.
+``check_server`` refuses, before the run, a server that does not answer at all.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import asyncio
 import csv
 import json
 import logging
+import os
 import sys
 import time
 from collections import defaultdict
@@ -31,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from graft.errors import GraftInputError
 from graft.models.catalog import get_model
 from graft.runtime.protocol import HEADER_LENGTH
 from graft.runtime.repository import INPUT_NAME, OUTPUT_NAME
@@ -192,6 +195,47 @@ class _Sender:
             status = 0
         done = time.perf_counter()
         return Outcome(s.source, entry, t0 - start, (done - t0) * 1000.0, status, s.budget_ms)
+
+
+#: Seconds ``check_server`` waits for the server's first answer.
+CHECK_TIMEOUT_S = 10.0
+
+
+async def _health(url: str, timeout_s: float) -> int:
+    import aiohttp
+
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout_s)) as s, \
+            s.get(f"{url.rstrip('/')}/v2/health/live") as resp:
+        await resp.read()
+        return resp.status
+
+
+def check_server(url: str, timeout_s: float = CHECK_TIMEOUT_S) -> None:
+    """Refuse, before any request is sent, a ``url`` that is not an http(s) address or
+    where no server answers (nobody listening, an unknown host, no answer within
+    ``timeout_s``): a ``GraftInputError``, not a run of failed requests. Any HTTP answer
+    to ``/v2/health/live`` counts as a server."""
+    import aiohttp
+
+    if not url.startswith(("http://", "https://")):
+        raise GraftInputError(f"the server's address must start with http:// or https://, "
+                              f"got {url!r}")
+    try:
+        status = asyncio.run(_health(url, timeout_s))
+    except asyncio.TimeoutError:
+        raise GraftInputError(f"no answer from the server at {url} within {timeout_s:g} s"
+                              ) from None
+    except aiohttp.InvalidURL:
+        raise GraftInputError(f"{url!r} is not a valid http address") from None
+    except (aiohttp.ClientError, OSError) as e:
+        cause = getattr(e, "os_error", None)
+        errno = getattr(cause, "errno", None)
+        why = (os.strerror(errno) if errno and errno > 0  # not getaddrinfo's negative codes
+               else getattr(cause, "strerror", None) or str(e) or type(e).__name__)
+        raise GraftInputError(f"cannot reach the server at {url}: {why}") from None
+    except ValueError as e:  # a port out of range, a bracket not closed, ...
+        raise GraftInputError(f"{url!r} is not a valid http address: {e}") from None
+    log.info("server at %s answered %d to /v2/health/live", url, status)
 
 
 def _progress(report: Report, start: float, total: int | None, out: Any) -> None:

@@ -17,11 +17,14 @@ completes when all have.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import os
+import signal
 import threading
 from collections import defaultdict, deque
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -174,6 +177,30 @@ def worker_specs(plan: Plan, *, device: str, weights: dict[str, str | None], see
     return specs
 
 
+@contextlib.contextmanager
+def _spawning() -> Iterator[None]:
+    """While workers are spawned: SIGINT blocked in this thread, so that they start with it
+    blocked (a Ctrl-C reaches the whole process group, and one landing in a worker's
+    interpreter start-up would kill it with a traceback; once running, workers ignore it and
+    the parent stops them), and, on the main thread, a Ctrl-C held back until no spawn is
+    half done (a child left reading half of its start-up data), then raised."""
+    held: list[int] = []
+    main = threading.current_thread() is threading.main_thread()
+    previous = None
+    if main:
+        previous = signal.signal(signal.SIGINT, lambda sig, frame: held.append(sig))
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        if main:
+            signal.signal(signal.SIGINT, previous if previous is not None
+                          else signal.default_int_handler)
+    if held:
+        raise KeyboardInterrupt
+
+
 class Pool:
     """The worker processes of one plan: their queues, the shared ``loads`` array, a
     listener thread for their results and a watchdog that has the pool replaced when a
@@ -220,11 +247,18 @@ class Pool:
         for q in (*self.inboxes, self.results):
             q.cancel_join_thread()
         self.loads = self._ctx.Array("i", n, lock=True)
-        self.procs = [self._spawn(spec) for spec in self.specs]
-        self._listener = threading.Thread(target=self._listen, name=f"{self.name}-results",
-                                          daemon=True)
-        self._listener.start()
-        if not self._ready_event.wait(timeout_s):
+        try:
+            with _spawning():
+                for spec in self.specs:
+                    self.procs.append(self._spawn(spec))
+            self._listener = threading.Thread(target=self._listen,
+                                              name=f"{self.name}-results", daemon=True)
+            self._listener.start()
+            ready = self._ready_event.wait(timeout_s)
+        except BaseException:  # Ctrl-C while the workers start: none is left behind
+            self._abort()
+            raise
+        if not ready:
             self.stop()
             raise RuntimeError(f"workers did not start within {timeout_s:g} s "
                                f"({len(self._ready)} of {n} ready)")
@@ -240,6 +274,21 @@ class Pool:
                                     self.results, self.loads), daemon=True)
         p.start()
         return p
+
+    def _abort(self, timeout_s: float = 5.0) -> None:
+        """Stop at once, while starting: terminate every worker (they hold no request yet)
+        and wait for each, killing those that outlive ``timeout_s``."""
+        self._stopped.set()
+        for p in self.procs:
+            p.terminate()
+        for p in self.procs:
+            p.join(timeout_s)
+            if p.is_alive():
+                p.kill()
+                p.join(timeout_s)
+        if getattr(self, "_listener", None) is not None:
+            self.results.put(None)
+            self._listener.join(timeout_s)
 
     def _watch(self) -> None:
         """When a worker dies, what it held is lost and its queue may be left locked: fail

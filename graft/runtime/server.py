@@ -12,7 +12,9 @@ import contextlib
 import logging
 import os
 import signal
+import socket
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -61,6 +63,26 @@ def resolve_weights(path: str | None, models: set[str], *, strict: bool = True
                               f"models ({', '.join(sorted(models))}): give a folder of "
                               "<model>.pt files", field="weights")
     return {next(iter(models)): str(p)}
+
+
+def check_ports(host: str, ports: Iterable[int | None]) -> None:
+    """Refuse, before any worker starts, a port ``host`` cannot listen on (in use, no
+    permission, an address this machine does not have); None and 0 (any free port) pass."""
+    for port in ports:
+        if not port:
+            continue
+        try:
+            addresses = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                           flags=socket.AI_PASSIVE)
+            for family, kind, proto, _, address in addresses:
+                with socket.socket(family, kind, proto) as s:
+                    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as asyncio
+                    if family == socket.AF_INET6:
+                        s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                    s.bind(address)
+        except (OSError, UnicodeError) as e:
+            raise GraftInputError(f"cannot listen on {host}:{port}: "
+                                  f"{getattr(e, 'strerror', None) or e}") from None
 
 
 @dataclass
@@ -172,6 +194,7 @@ def serve(plan: Plan, workload: Workload | None, cost: CostModel, *, host: str =
           replan: ReplanConfig | None = None, planner: Planner | None = None) -> None:
     """Serve ``plan`` until SIGINT or SIGTERM; with ``replan``, re-plan the observed
     arrivals with ``planner`` every ``replan.period_s``."""
+    check_ports(host, (port, grpc_port))
     models = {s.model for s in plan.stages}
     if replan is not None:  # a re-plan may route any model: load weights for all of them
         models = set(model_names())

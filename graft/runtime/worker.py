@@ -225,11 +225,15 @@ def _serve(spec: WorkerSpec, inbox: Any, inboxes: list[Any], results: Any, loads
 
     executor: Executor[_Queued] = Executor(spec.members, {s.id: s.batch for s in spec.stages})
     stopping = False
+    parent = os.getppid()
     with torch.inference_mode():
         while True:
             stopping |= _receive(inbox, executor, device, block=not executor.queued)
             if not executor.queued:
                 if stopping:
+                    break
+                if os.getppid() != parent:  # the server was killed (SIGKILL): nobody reads
+                    log.warning("worker %d: the server is gone; exiting", spec.index)
                     break
                 continue
             turn = executor.next_turn(now_ms(), drop_late=True)

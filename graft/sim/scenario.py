@@ -18,7 +18,8 @@ the defaults of ``ClientSpec`` (``arrivals`` poisson, ``policy`` neurosurgeon, `
 ``trace`` is ``synthetic`` (the LTE uplink Markov model), ``synthetic:<preset>`` (one of
 ``TRACE_PRESETS``), a trace file, or a directory whose trace files (``.up``, ``.csv``,
 ``.log`` or no suffix, searched recursively, sorted by path) the group's clients take in
-turn (files in no known trace format are skipped with a warning). Relative paths resolve
+turn (files in no known trace format are skipped with a warning; at most
+``limits.TRACE_FILES`` files in all, counted before any is read). Relative paths resolve
 against ``--trace-dir`` when given, else the scenario file's folder. Synthetic traces get one
 seed per client, drawn from the run's seed and the client's index, so every planner sees the
 same links.
@@ -289,10 +290,21 @@ def _with_base(sc: Scenario, base_dir: str) -> Scenario:
 
 
 # --- clients ------------------------------------------------------------------------------
-def _trace_files(directory: Path) -> list[Path]:
-    files = sorted(p for p in directory.rglob("*") if p.is_file()
-                   and not p.name.startswith(".") and p.suffix.lower() in TRACE_SUFFIXES)
-    return files
+def _trace_files(directory: Path, field: str, before: int = 0) -> list[Path]:
+    """The trace files under ``directory``, sorted by path. The walk stops with an error
+    naming ``limits.TRACE_FILES`` as soon as they and the ``before`` files other groups
+    named are more than the bound (no file is read)."""
+    limit = int(limits.TRACE_FILES.value)
+    files = []
+    for p in directory.rglob("*"):
+        if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in TRACE_SUFFIXES:
+            files.append(p)
+            if before + len(files) > limit:
+                what = (f"holds more than {limit} trace files" if not before else
+                        f"takes the scenario's traces past {limit} trace files")
+                raise limits.TRACE_FILES.exceeded(f"trace folder {str(directory)!r} {what}",
+                                                  field=field)
+    return sorted(files)
 
 
 def _synthetic_seed(seed: int, index: int) -> int:
@@ -308,18 +320,44 @@ class _Traces:
         self.seed = seed
         self.cache: dict[Path, BandwidthTrace] = {}
         self.dirs: dict[Path, list[Path]] = {}
+        #: the trace files of each folder, found by ``check`` before any file is read
+        self.listings: dict[Path, list[Path]] = {}
+
+    def _path(self, trace: str) -> Path | None:
+        """Where a client's trace lies (None for a synthetic one)."""
+        if trace == "synthetic" or trace.startswith("synthetic:"):
+            return None
+        path = Path(trace)
+        return path if path.is_absolute() else self.base / path
+
+    def check(self, groups: tuple[ClientGroup, ...]) -> None:
+        """Before any trace file is read: the files the groups' traces name (each once,
+        folders walked) are within ``limits.TRACE_FILES``."""
+        files: set[Path] = set()
+        for gi, g in enumerate(groups):
+            path = self._path(g.trace)
+            field = f"clients[{gi}].trace"
+            if path is not None and path.is_dir():
+                if path not in self.listings:
+                    self.listings[path] = _trace_files(path, field, before=len(files))
+                files.update(self.listings[path])
+            elif path is not None and path.is_file():
+                files.add(path)
+            limits.TRACE_FILES.check(len(files), "the scenario's traces are {}", field=field)
 
     def _file(self, path: Path, skip_bad_rows: bool) -> BandwidthTrace:
         if path not in self.cache:
             self.cache[path] = load_trace(path, skip_bad_rows=skip_bad_rows)
         return self.cache[path]
 
-    def _dir(self, directory: Path) -> list[Path]:
+    def _dir(self, directory: Path, field: str) -> list[Path]:
         """The directory's trace files that load (read with ``skip_bad_rows``); files in no
         known trace format (e.g. NYU-METS's raw iperf logs) are skipped with a warning."""
         if directory not in self.dirs:
             ok = []
-            for f in _trace_files(directory):
+            if directory not in self.listings:
+                self.listings[directory] = _trace_files(directory, field)
+            for f in self.listings[directory]:
                 try:
                     self._file(f, skip_bad_rows=True)
                 except GraftInputError as e:
@@ -330,15 +368,13 @@ class _Traces:
         return self.dirs[directory]
 
     def get(self, trace: str, group: int, k: int, index: int) -> BandwidthTrace:
-        if trace == "synthetic" or trace.startswith("synthetic:"):
+        path = self._path(trace)
+        if path is None:
             model = TRACE_PRESETS[trace.split(":", 1)[1] if ":" in trace else "lte"]
             return model.generate(self.duration_s, _synthetic_seed(self.seed, index))
-        path = Path(trace)
-        if not path.is_absolute():
-            path = self.base / path
         name = f"clients[{group}].trace"
         if path.is_dir():
-            files = self._dir(path)
+            files = self._dir(path, name)
             if not files:
                 raise GraftInputError(f"directory {str(path)!r} holds no trace files "
                                       f"({', '.join(s or 'no suffix' for s in TRACE_SUFFIXES)})",
@@ -353,6 +389,7 @@ def scenario_clients(sc: Scenario, *, seed: int | None = None) -> list[ScenarioC
     """Every client of the scenario, ids ``g<group>-<k>``, with its trace loaded."""
     seed = sc.seed if seed is None else seed
     traces = _Traces(sc.base_dir, sc.duration_s, seed)
+    traces.check(sc.clients)
     out = []
     index = 0
     for gi, g in enumerate(sc.clients):
