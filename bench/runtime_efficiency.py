@@ -37,6 +37,7 @@ from graft.plan.rules import needed_budget_ms
 from graft.planner.registry import make_planner
 from graft.runtime.engine import Engine
 from graft.runtime.server import BackgroundServer
+from graft.wording import plural
 from graft.workload.flows import Flow, Workload
 
 MODEL = "mobilenet_v2"
@@ -172,7 +173,7 @@ def section(cost: CostModel, duration_s: float) -> list[str]:
         else:
             lines.append(f"- {p}: sustains {lv.load:g}x: goodput {lv.goodput_rps:.1f} req/s, "
                          f"{lv.goodput_rps / (lv.share * cores):.1f} per core its plan holds "
-                         f"({lv.share * cores:g} cores held on {cores}), "
+                         f"({_cores(lv.share * cores)} held on {cores}), "
                          f"{lv.goodput_rps / lv.used_cores:.1f} per core its workers used "
                          f"({lv.used_cores:.2f}), {lv.goodput_rps / cores:.1f} per machine "
                          "core.")
@@ -191,6 +192,11 @@ def section(cost: CostModel, duration_s: float) -> list[str]:
                      "plan holding more cores than the machine has runs on borrowed time.")
     lines += ["", *ray_section(cost, duration_s, g), ""]
     return lines
+
+
+def _cores(n: float) -> str:
+    """``"1 core"``, ``"6 cores"``, ``"1.5 cores"``."""
+    return plural(int(n), "core") if float(n).is_integer() else f"{n:g} cores"
 
 
 def same_load(runs: dict[str, list[Level]]) -> list[str]:
