@@ -61,7 +61,8 @@ def measured_vs_analytic(profile_path: Path, models: list[str]) -> list[str]:
     preset = next((g for g in GPUS if g in gpu_name), "h100")
     ana = AnalyticCostModel(preset)
     rows = [f"Profile of `{prof.device.get('name', '?')}` (MPS daemon: "
-            f"{prof.device.get('mps_daemon', '?')}) against `analytic:{preset}`.", "",
+            f"{prof.device.get('mps_daemon', '?')}; green context per share: "
+            f"{prof.device.get('green_context', '?')}) against `analytic:{preset}`.", "",
             "| model | batch | share | measured ms | analytic ms | measured / analytic |",
             "|---|---:|---:|---:|---:|---:|"]
     for m in models:

@@ -2,7 +2,7 @@
 # The GPU check (issue 8): one command, under 8 minutes on one GPU, no settings changed.
 #   scripts/gpu_check.sh [OUT_DIR]      (default gpu-check-out/)
 # 1. profiles two models at several shares (MPS active-thread percentages; without an MPS
-#    daemon every share measures the whole GPU, and the report says so),
+#    daemon, green contexts where available, else the whole GPU; the report says which),
 # 2. checks split equals whole on CUDA,
 # 3. serves a graft plan on that profile with CUDA workers for 20 s under the load generator,
 # 4. writes OUT_DIR/report.md: measured vs analytic latencies, split check, served numbers.

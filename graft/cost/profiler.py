@@ -9,13 +9,12 @@ latency is the median of ``repeats`` timed runs after ``warmup`` untimed ones.
   the process creates its CUDA context, so every share runs in its own worker process
   (``python -m graft.cost.profiler --worker ...``) started with
   ``CUDA_MPS_ACTIVE_THREAD_PERCENTAGE`` set. The limit only applies when an MPS control
-  daemon runs (``nvidia-cuda-mps-control -d``); without one every share measures the whole
-  GPU (the profile records ``"mps_daemon": false`` and a warning is logged). Each block is
-  captured in a CUDA graph (as the runtime runs stages) and timed with CUDA events.
-  Default shares: 0.1, 0.2, ..., 1.0.
-  TODO: CUDA green contexts (SM partitions inside one process, no daemon). torch has a beta
-  ``torch.cuda.green_contexts.GreenContext(num_sms=...)`` (driver 12.8+, cuda.bindings):
-  measure a share as ``round(share * SMs)`` SMs on ``ctx.Stream()`` once the runtime uses it.
+  daemon runs (``nvidia-cuda-mps-control -d``); without one, the worker measures on a green
+  context of ``share x SMs`` SMs where the driver and torch offer one
+  (``graft.models.segments.green_stream``, as the serving workers do), else every share
+  measures the whole GPU (the profile records ``"mps_daemon"`` and, per share,
+  ``"green_context"``; a warning is logged). Each block is captured in a CUDA graph (as the
+  runtime runs stages) and timed with CUDA events. Default shares: 0.1, 0.2, ..., 1.0.
 
 This module and :mod:`graft.models.chains` are the only ones that import torch.
 """
@@ -23,6 +22,7 @@ This module and :mod:`graft.models.chains` are the only ones that import torch.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as _dt
 import json
 import logging
@@ -231,7 +231,15 @@ def worker(
     dev = torch.device("cuda")
     chain = build_chain(name, seed=seed).to(dev)
     lat: list[list[float]] = [[0.0] * len(batches) for _ in chain.blocks]
-    with torch.inference_mode():
+    green = None
+    if not mps_daemon_running():  # no MPS: bound the share's SMs with a green context
+        from graft.models.segments import green_stream
+
+        green = green_stream(float(os.environ.get(MPS_ENV, "100")) / 100, dev)
+    with contextlib.ExitStack() as scope:
+        if green is not None:
+            scope.enter_context(torch.cuda.stream(green[1]))
+        scope.enter_context(torch.inference_mode())
         for i, batch in enumerate(batches):
             gen = torch.Generator().manual_seed(seed)
             x = torch.randn((batch, *input_shape(name)), generator=gen).to(dev)
@@ -246,6 +254,7 @@ def worker(
         "gpu_name": props.name,
         "memory_bytes": int(props.total_memory),
         "mps_percentage": os.environ.get(MPS_ENV),
+        "green_context": green is not None,
     }
 
 
@@ -287,6 +296,8 @@ def _profile_cuda(
                 "name": res["gpu_name"],
                 "memory_bytes": res["memory_bytes"],
                 "block_names": res["block_names"],
+                "green_context": [*info.get("green_context", []),
+                                  bool(res.get("green_context"))],
             }
             if progress is not None:
                 progress(f"{name} share={share:g} ({j + 1}/{len(shares)})")
@@ -328,7 +339,8 @@ def profile_model(
     else:
         mps = mps_daemon_running()
         if not mps and shares != [1.0]:
-            log.warning("no MPS control daemon found: every share will measure the whole GPU")
+            log.warning("no MPS control daemon found: shares are measured on green contexts "
+                        "where available, else every share measures the whole GPU")
         lat, info = _profile_cuda(name, batches, shares, warmup, repeats, seed, progress)
         names = info["block_names"]
         dev_info = {
@@ -336,6 +348,8 @@ def profile_model(
             "name": info["name"],
             "share_unit": "MPS active thread percentage / 100",
             "mps_daemon": mps,
+            # per share: measured on a green context of that part of the SMs (no MPS daemon)
+            "green_context": info["green_context"],
         }
         limits = {
             "memory_bytes": info["memory_bytes"],
