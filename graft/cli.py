@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from graft.errors import GraftInputError
+from graft.jsonio import check_output_dir, check_output_file, load_json, write_json
 
 DEFAULT_PLANNER = "graft"
 DEFAULT_COST_MODEL = "analytic:v100"
@@ -24,11 +25,6 @@ DEFAULT_SERVE_COST_MODEL = "profile:tiny-cpu"
 
 log = logging.getLogger("graft")
 
-
-def _write_json(data: Any, path: str | None) -> None:
-    from graft.jsonio import write_json
-
-    write_json(data, path)
 
 
 # --- commands -------------------------------------------------------------------------------
@@ -56,7 +52,7 @@ def cmd_models(args: argparse.Namespace) -> int:
 
     models = [get_model(args.name)] if args.name else all_models()
     if args.json:
-        _write_json({"models": [m.to_json() for m in models]}, None)
+        write_json({"models": [m.to_json() for m in models]}, None)
         return 0
     if args.name:
         print(partition_table(models[0]))
@@ -91,7 +87,6 @@ COST_QUERY_FIELDS = ("model", "start", "end", "batch", "share")
 
 def cmd_cost(args: argparse.Namespace) -> int:
     from graft.cost.registry import make_cost_model
-    from graft.workload.flows import load_json
 
     cost = make_cost_model(args.cost_model)
     queries = load_json("-", "cost queries")
@@ -109,7 +104,6 @@ def cmd_cost(args: argparse.Namespace) -> int:
 def cmd_plan(args: argparse.Namespace) -> int:
     from graft import limits
     from graft.cost.registry import make_cost_model
-    from graft.jsonio import check_output_file
     from graft.planner.headroom import plan_with_headroom
     from graft.planner.registry import make_planner
     from graft.workload.flows import load_workload
@@ -142,7 +136,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
              plan.planner, plural(len(plan.stages), "stage"), plan.total_share,
              devices(plan.gpus, cost), plan.lower_bound_share,
              f"; {plural(len(plan.unserved), 'flow')} unserved" if plan.unserved else "")
-    _write_json(plan.to_json(), args.output)
+    write_json(plan.to_json(), args.output)
     return 0
 
 
@@ -150,7 +144,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from graft.cost.registry import make_cost_model
     from graft.plan.plan import Plan
     from graft.plan.verify import verify
-    from graft.workload.flows import load_json, load_workload
+    from graft.workload.flows import load_workload
 
     workload = load_workload(args.workload)
     plan = Plan.from_json(load_json(args.plan, "plan"))
@@ -236,7 +230,6 @@ def _check_profile_size(args: argparse.Namespace, batches: tuple[int, ...],
 
 
 def cmd_profile(args: argparse.Namespace) -> int:
-    from graft.jsonio import check_output_file
 
     check_output_file(args.output, "the profile")
     batches = tuple(_int_list(args.batches, "--batches"))
@@ -293,7 +286,6 @@ def _progress_bar(enabled: bool) -> Callable[[str, int, int], None] | None:
 def cmd_simulate(args: argparse.Namespace) -> int:
     import os
 
-    from graft.jsonio import check_output_dir
     from graft.planner.registry import make_planner
     from graft.sim.report import write_report
     from graft.sim.run import run_scenario
@@ -355,7 +347,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from graft.planner.registry import make_planner
     from graft.runtime.server import serve
     from graft.wording import plural
-    from graft.workload.flows import load_json, load_workload
+    from graft.workload.flows import load_workload
 
     if args.plan is None and args.workload is None:
         raise GraftInputError("graft serve needs --plan PLAN.json or --workload WORKLOAD.json")
@@ -411,7 +403,6 @@ def cmd_loadgen(args: argparse.Namespace) -> int:
 
     from graft import limits
     from graft.client import loadgen
-    from graft.jsonio import check_output_file
 
     if not 0 < args.duration <= 24 * 3600:  # NaN too
         raise GraftInputError(f"--duration must be in (0, 86400] seconds, got {args.duration}",
@@ -461,7 +452,6 @@ def cmd_loadgen(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from graft.demo import run_demo
-    from graft.jsonio import check_output_dir
 
     if not 1 <= args.duration <= 600:
         raise GraftInputError(f"--duration must be in [1, 600] s, got {args.duration}",

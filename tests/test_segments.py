@@ -27,3 +27,14 @@ def test_runner_on_cpu_is_the_chain():
     x = torch.randn((3, *shape))
     with torch.inference_mode():
         assert torch.equal(runner(x), chain.run(x, 1, 3))
+
+
+def test_kernel_on_cpu_is_the_eager_call_and_its_output():
+    chain = build_chain("tiny", seed=0)
+    shape = tuple(get_model("tiny").in_shape(0))
+    runner = SegmentRunner(chain, 0, 2, 2, shape, torch.device("cpu"), sizes=[2])
+    x = torch.randn((2, *shape))
+    with torch.inference_mode():
+        fn, y = runner.kernel(x)
+        assert runner.sizes == [2]
+        assert torch.equal(y, chain.run(x, 0, 2)) and torch.equal(fn(), y)

@@ -13,10 +13,12 @@ latency is the median of ``repeats`` timed runs after ``warmup`` untimed ones.
   context of ``share x SMs`` SMs where the driver and torch offer one
   (``graft.models.segments.green_stream``, as the serving workers do), else every share
   measures the whole GPU (the profile records ``"mps_daemon"`` and, per share,
-  ``"green_context"``; a warning is logged). Each block is captured in a CUDA graph (as the
-  runtime runs stages) and timed with CUDA events. Default shares: 0.1, 0.2, ..., 1.0.
+  ``"green_context"``; a warning is logged). Each block is captured in a CUDA graph by the
+  serving workers' ``SegmentRunner`` and its replay timed with CUDA events. Default shares:
+  0.1, 0.2, ..., 1.0.
 
-This module and :mod:`graft.models.chains` are the only ones that import torch.
+This module, :mod:`graft.models.chains` and :mod:`graft.models.segments` are the ones that
+import torch (the last lazily).
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ from graft.cost.devices import GPU_CONTEXT_BYTES, MIB
 from graft.cost.profiled import PROFILE_FORMAT, PROFILE_VERSION, validate_profile
 from graft.errors import GraftInputError
 from graft.models.chains import build_chain, input_shape
+from graft.models.segments import SegmentRunner, green_stream
 
 log = logging.getLogger(__name__)
 
@@ -199,27 +202,6 @@ def _time_cuda(fn: Callable[[], Any], warmup: int, repeats: int) -> float:
     return statistics.median(times)
 
 
-def _block_fn_cuda(block: Any, x: Any, use_graph: bool) -> tuple[Callable[[], Any], Any]:
-    """A callable running ``block`` on ``x`` (a captured CUDA graph when possible) and its
-    output tensor."""
-    if use_graph:
-        try:
-            side = torch.cuda.Stream()
-            side.wait_stream(torch.cuda.current_stream())
-            with torch.cuda.stream(side):
-                for _ in range(3):  # warm up cuDNN/cuBLAS before capture
-                    block(x)
-            torch.cuda.current_stream().wait_stream(side)
-            graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph):
-                y = block(x)
-            return graph.replay, y
-        except RuntimeError as exc:
-            log.warning("CUDA graph capture failed (%s); timing eagerly", exc)
-    y = block(x)
-    return (lambda: block(x)), y
-
-
 def worker(
     name: str, batches: Sequence[int], warmup: int, repeats: int, seed: int, use_graph: bool
 ) -> dict[str, Any]:
@@ -233,8 +215,6 @@ def worker(
     lat: list[list[float]] = [[0.0] * len(batches) for _ in chain.blocks]
     green = None
     if not mps_daemon_running():  # no MPS: bound the share's SMs with a green context
-        from graft.models.segments import green_stream
-
         green = green_stream(float(os.environ.get(MPS_ENV, "100")) / 100, dev)
     with contextlib.ExitStack() as scope:
         if green is not None:
@@ -243,8 +223,11 @@ def worker(
         for i, batch in enumerate(batches):
             gen = torch.Generator().manual_seed(seed)
             x = torch.randn((batch, *input_shape(name)), generator=gen).to(dev)
-            for b, block in enumerate(chain.blocks):
-                fn, y = _block_fn_cuda(block, x, use_graph)
+            for b in range(len(chain.blocks)):
+                # each block as the serving workers run a range: a CUDA graph of the batch
+                runner = SegmentRunner(chain, b, b + 1, batch, tuple(x.shape[1:]), dev,
+                                       graphs=use_graph, sizes=[batch])
+                fn, y = runner.kernel(x)
                 lat[b][i] = _time_cuda(fn, warmup, repeats)
                 x = y.clone()
     props = torch.cuda.get_device_properties(dev)

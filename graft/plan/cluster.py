@@ -18,7 +18,7 @@ across it (default 0.05 ms: a TCP round trip between two hosts of one rack, an a
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from graft import fields, limits
@@ -50,17 +50,11 @@ class Cluster:
     def gpus(self) -> int:
         return sum(n.gpus for n in self.nodes)
 
-    def index(self, name: str) -> int:
-        for i, n in enumerate(self.nodes):
-            if n.name == name:
-                return i
-        raise GraftInputError(f"no node named {name!r} in the cluster")
-
     def without(self, name: str) -> Cluster:
         """The cluster after node ``name`` left."""
-        self.index(name)
-        return Cluster(tuple(n for n in self.nodes if n.name != name), self.network_gbps,
-                       self.network_latency_ms)
+        if all(n.name != name for n in self.nodes):
+            raise GraftInputError(f"no node named {name!r} in the cluster")
+        return replace(self, nodes=tuple(n for n in self.nodes if n.name != name))
 
     def to_json(self) -> dict:
         return {"nodes": [{"name": n.name, "gpus": n.gpus} for n in self.nodes],

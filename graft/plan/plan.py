@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from typing import Any
 
 from graft import fields, limits
@@ -187,10 +188,10 @@ class Plan:
     cluster: Cluster | None = None
     gpu_nodes: tuple[str, ...] = ()
 
-    @property
+    @cached_property
     def placement(self) -> Placement | None:
         """Where the plan's GPUs sit (``graft.plan.rules`` prices hand-offs across nodes),
-        or None on one machine."""
+        or None on one machine; built once per plan (the verifier asks for every route)."""
         if self.cluster is None:
             return None
         index = {n.name: i for i, n in enumerate(self.cluster.nodes)}

@@ -10,7 +10,7 @@ every GPU holds at most its process limit and its memory.
 from __future__ import annotations
 
 import math
-from collections import defaultdict
+from collections import Counter, defaultdict
 
 from graft.cost.base import CostModel
 from graft.errors import GraftInputError
@@ -59,12 +59,11 @@ def _check_nodes(plan: Plan) -> list[str]:
         errs.append(f"gpu_nodes names {len(plan.gpu_nodes)} nodes for the plan's {plan.gpus} "
                     "GPUs (one per GPU)")
     known = {n.name: n.gpus for n in plan.cluster.nodes}
-    for name in sorted(set(plan.gpu_nodes)):
+    for name, placed in sorted(Counter(plan.gpu_nodes).items()):
         if name not in known:
             errs.append(f"gpu_nodes: no node {name!r} in the cluster")
-        elif plan.gpu_nodes.count(name) > known[name]:
-            errs.append(f"node {name}: {plan.gpu_nodes.count(name)} GPUs placed, it has "
-                        f"{known[name]}")
+        elif placed > known[name]:
+            errs.append(f"node {name}: {placed} GPUs placed, it has {known[name]}")
     return errs
 
 

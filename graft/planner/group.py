@@ -123,8 +123,9 @@ def best_grouping(
     private = PrivateRuns(classes, cost)
     n = len(classes)
     best_cost = [0.0] + [math.inf] * n
-    best_groups: list[list[Alignment | tuple[int, int]]] = [[] for _ in range(n + 1)]
-    best_runs: list[list[tuple[int, int, bool]]] = [[] for _ in range(n + 1)]
+    #: per prefix of classes, its best groups: (first class, end, the re-alignment or None
+    #: when the run is served privately)
+    best_groups: list[list[tuple[int, int, Alignment | None]]] = [[] for _ in range(n + 1)]
     for end in range(1, n + 1):
         for start in range(end):
             members = [f for c in classes[start:end] for f in c]
@@ -134,21 +135,19 @@ def best_grouping(
             bound = lower_bound_share([fl for f in members for fl in f.flows], cost)
             if best_cost[start] + min(bound, own) >= best_cost[end] - TIE_EPS:
                 continue
-            alignment = realign(collapse_by_partition(members), cost, steps)
-            # the private groups only where strictly cheaper: re-aligned stages pool traffic
-            group: Alignment | tuple[int, int] = alignment
+            alignment: Alignment | None = realign(collapse_by_partition(members), cost, steps)
             group_cost = alignment.cost
+            # the private groups only where strictly cheaper: re-aligned stages pool traffic
             if own < alignment.cost - TIE_EPS:
-                group, group_cost = (start, end), own
+                alignment, group_cost = None, own
             total = best_cost[start] + group_cost
             # ties (to rounding) keep the fewer, larger groups found first: their shared
             # stages pool more traffic, so bursts and shifts between budgets hurt less
             if total < best_cost[end] - TIE_EPS:
                 best_cost[end] = total
-                best_groups[end] = [*best_groups[start], group]
-                best_runs[end] = [*best_runs[start],
-                                  (start, end, not isinstance(group, Alignment))]
-    return Grouping([g if isinstance(g, Alignment) else private.alignment(*g)
-                     for g in best_groups[n]], private.cost(0, n),
-                    [Group(tuple(f for c in classes[a:b] for f in c), PRIVATE if p else REALIGN)
-                     for a, b, p in best_runs[n]])
+                best_groups[end] = [*best_groups[start], (start, end, alignment)]
+    chosen = best_groups[n]
+    return Grouping([a if a is not None else private.alignment(s, e) for s, e, a in chosen],
+                    private.cost(0, n),
+                    [Group(tuple(f for c in classes[s:e] for f in c),
+                           REALIGN if a is not None else PRIVATE) for s, e, a in chosen])

@@ -23,7 +23,7 @@ from dataclasses import replace
 from graft.cost.base import NETWORK, CostModel
 from graft.errors import GraftInputError
 from graft.plan import rules
-from graft.plan.cluster import Cluster, Placement
+from graft.plan.cluster import Cluster
 from graft.plan.plan import Plan, Route
 from graft.workload.flows import Workload
 
@@ -102,22 +102,15 @@ def place_on_cluster(plan: Plan, cluster: Cluster, cost: CostModel,
     placed = replace(plan, cluster=cluster, gpu_nodes=assign_nodes(plan, cluster, rates))
     placement = placed.placement
     stages = placed.stage_by_id()
-    routes = []
+    routes, crossing = [], 0
     for r in placed.routes:
         chain = [stages[s] for s in r.stages]
         routes.append(Route(r.flow, r.stages, rules.route_time_ms(cost, chain, placement),
                             sum(rules.route_handoffs_ms(cost, chain, placement))))
-    crossing = sum(1 for r in placed.routes if _crosses(r, stages, placement))
+        crossing += any(rules.handoff_kind(a, b, placement) == NETWORK
+                        for a, b in zip(chain, chain[1:]))
     return replace(placed, routes=tuple(routes)).with_info(
         nodes=len(set(placed.gpu_nodes)), routes_crossing_nodes=crossing)
-
-
-def _crosses(route: Route, stages: dict, placement: Placement | None) -> bool:
-    if placement is None:
-        return False
-    chain = [stages[s] for s in route.stages]
-    return any(rules.handoff_kind(a, b, placement) == NETWORK
-               for a, b in zip(chain, chain[1:]))
 
 
 def network_priced(cost: CostModel, cluster: Cluster) -> CostModel:

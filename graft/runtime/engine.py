@@ -151,12 +151,13 @@ def worker_specs(plan: Plan, *, device: str, weights: dict[str, str | None], see
     routes = {r.flow: list(r.stages) for r in plan.routes}
     cpus = cpus or available_cpus()
     on_gpu = device == "cuda"
+    processes = plan.processes()
     shares = [1.0 if plan.gpu_sharing == TEMPORAL else stages[proc.stages[0]].run_share
-              for proc in plan.processes()]
+              for proc in processes]
     threads = [max(1, round(share * len(cpus))) for share in shares]
     pinned = pin_cpus(threads, cpus) if not on_gpu else [()] * len(threads)
     specs = []
-    for index, proc in enumerate(plan.processes()):
+    for index, proc in enumerate(processes):
         members = list(proc.stages)
         share = shares[index]
         specs.append(WorkerSpec(

@@ -191,7 +191,8 @@ def run_worker(spec: WorkerSpec, inbox: Any, inboxes: list[Any], results: Any,
     from graft.models.chains import build_chain
 
     if spec.cpus and hasattr(os, "sched_setaffinity"):
-        os.sched_setaffinity(0, spec.cpus)
+        with contextlib.suppress(OSError):  # CPUs not available here: run unpinned
+            os.sched_setaffinity(0, spec.cpus)
     torch.set_num_threads(max(1, spec.threads))
     device = torch.device(spec.device)
     chains = {m: build_chain(m, seed=spec.seed, state_dict_path=spec.weights.get(m)).to(device)

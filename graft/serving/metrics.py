@@ -69,6 +69,16 @@ def outcomes(requests: Sequence[Request]) -> Outcomes:
 MISS_REASONS = ("client_budget", "admission", "late", "dropped")
 
 
+def below_fastest(cost: CostModel, requests: Iterable[tuple[str, int, float]],
+                  count: int = -1) -> np.ndarray:
+    """Per (model, partition, budget ms) of ``requests``, whether the budget is below the
+    fastest its fragment ``[p, L)`` can run at any batch and share of ``cost``: the client
+    left too little for any server (the ``client_budget`` reason)."""
+    return np.fromiter(
+        (budget < fastest_ms(cost, model, p, get_model(model).num_blocks)
+         for model, p, budget in requests), bool, count)
+
+
 def miss_masks(o: Outcomes, client_budget: np.ndarray) -> dict[str, np.ndarray]:
     """Per reason of ``MISS_REASONS``, which requests missed for it: every request that is not
     on time has exactly one reason. ``client_budget``: per request, whether its budget was
@@ -121,10 +131,8 @@ def summarize(requests: Iterable[Request], cost: CostModel | None = None) -> dic
     arrival = np.fromiter([r.arrival_ms for r in reqs], float, len(reqs))
     client = None
     if cost is not None:
-        fastest = {key: fastest_ms(cost, key[0], key[1], get_model(key[0]).num_blocks)
-                   for key in {(r.model, r.partition) for r in reqs}}
-        client = np.fromiter([r.deadline_ms - r.arrival_ms < fastest[(r.model, r.partition)]
-                              for r in reqs], bool, len(reqs))
+        client = below_fastest(cost, ((r.model, r.partition, r.deadline_ms - r.arrival_ms)
+                                      for r in reqs), len(reqs))
     return tally(o, o.completion_ms - arrival, [r.model for r in reqs],
                  [r.flow for r in reqs], client_budget=client)
 

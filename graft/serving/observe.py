@@ -27,8 +27,8 @@ from typing import Protocol
 import numpy as np
 
 from graft.cost.base import CostModel
-from graft.models.catalog import get_model
-from graft.plan.rules import fastest_ms, needed_budget_ms
+from graft.plan.rules import needed_budget_ms
+from graft.serving import metrics
 from graft.workload.flows import Flow, Workload
 
 log = logging.getLogger(__name__)
@@ -74,15 +74,13 @@ def observed_workload(requests: Sequence[Arriving], cost: CostModel, *,
         raise ValueError(f"window must have end > start, got {window_ms!r}")
     if not ratio > 1:
         raise ValueError(f"ratio must be > 1, got {ratio!r}")
-    def need(model: str, p: int) -> float:
-        return needed_budget_ms(cost, model, p)  # cached in the cost model
 
     groups: dict[tuple[str, int, int], list[float]] = defaultdict(list)
     unservable = 0
     for r in requests:
         if not start <= r.arrival_ms < end:
             continue
-        n = need(r.model, r.partition)
+        n = needed_budget_ms(cost, r.model, r.partition)  # cached in the cost model
         if r.budget_ms < n:
             unservable += 1
             continue
@@ -90,7 +88,7 @@ def observed_workload(requests: Sequence[Arriving], cost: CostModel, *,
     seconds = (end - start) / 1000.0
     flows = tuple(
         Flow(id=f"{m}/p{p}/b{k}", model=m, partition=p, rate=len(b) / seconds,
-             budget_ms=max(float(np.percentile(b, percentile)), need(m, p)))
+             budget_ms=max(float(np.percentile(b, percentile)), needed_budget_ms(cost, m, p)))
         for (m, p, k), b in sorted(groups.items()))
     log.info("observed %d flows from %d requests (%d unservable)", len(flows),
              sum(len(b) for b in groups.values()), unservable)
@@ -100,11 +98,9 @@ def observed_workload(requests: Sequence[Arriving], cost: CostModel, *,
 def below_fastest(requests: Sequence[Arriving], cost: CostModel) -> np.ndarray:
     """Per request, whether its server budget is below the fastest time its fragment
     ``[p, L)`` can run at any batch and share (half its ``needed_budget_ms``): the client
-    left too little budget for any server (the ``client_budget`` miss reason of
-    ``graft.serving.metrics``)."""
-    return np.fromiter(
-        (r.budget_ms < fastest_ms(cost, r.model, r.partition, get_model(r.model).num_blocks)
-         for r in requests), bool, len(requests))
+    left too little budget for any server (``graft.serving.metrics.below_fastest``)."""
+    return metrics.below_fastest(cost, ((r.model, r.partition, r.budget_ms) for r in requests),
+                                 len(requests))
 
 
 def attainment_ceiling(requests: Sequence[Arriving], cost: CostModel,

@@ -16,8 +16,7 @@ from graft.fields import obj, show
 from graft.jsonio import load_json
 from graft.models.catalog import get_model
 
-__all__ = ["FLOW_FIELDS", "Flow", "Workload", "load_json", "load_workload", "parse_flow",
-           "parse_workload"]
+__all__ = ["FLOW_FIELDS", "Flow", "Workload", "load_workload", "parse_flow", "parse_workload"]
 
 FLOW_FIELDS = ("id", "model", "partition", "rate", "budget_ms")
 
