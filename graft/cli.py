@@ -339,6 +339,47 @@ def _warn(message: str) -> None:
     print(f"graft: warning: {message}", file=sys.stderr)
 
 
+def _serve_on_ray(args: argparse.Namespace, workload: Any) -> int:
+    """``graft serve --ray ADDRESS``: the plan (given, or the workload planned on the Ray
+    cluster's GPU nodes) served by an agent on every node."""
+    import os
+
+    from graft import limits
+    from graft.cost.registry import make_cost_model
+    from graft.plan.plan import Plan
+    from graft.planner.registry import make_planner
+    from graft.runtime.http import TOKEN_ENV
+    from graft.runtime.repository import workload_of
+
+    try:
+        import ray  # noqa: F401
+    except ImportError:
+        raise GraftInputError("--ray needs Ray: pip install -e .[ray]") from None
+    from graft.runtime.ray_cluster import RayController, serve_on_ray
+
+    if args.replan_every is not None:
+        raise GraftInputError("--replan-every is for one machine; on a cluster the "
+                              "controller re-plans when nodes leave or join",
+                              field="replan_every")
+    if not 0 < args.cluster_port < 65536:
+        raise GraftInputError(f"--cluster-port must be in 1..65535, got {args.cluster_port}",
+                              field="cluster_port")
+    plan = Plan.from_json(load_json(args.plan, "plan")) if args.plan is not None else None
+    cost = make_cost_model(args.cost_model or (plan.cost_model if plan is not None
+                                               else DEFAULT_SERVE_COST_MODEL))
+    if workload is None:
+        workload = workload_of(plan)
+    limits.check_planning(workload.flows, cost)
+    planner = make_planner(args.planner)
+    controller = RayController(
+        args.ray, workload, cost, lambda c: planner.plan(workload, c, allow_partial=True),
+        plan=plan, port=args.port, grpc_port=args.grpc_port or None, device=args.device,
+        weights=args.weights, seed=args.seed,
+        admin_token=args.admin_token or os.environ.get(TOKEN_ENV) or None)
+    serve_on_ray(controller, host=args.host, cluster_port=args.cluster_port)
+    return 0
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from graft import limits
     from graft.cost.registry import make_cost_model
@@ -354,6 +395,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if not 0 < args.port < 65536:
         raise GraftInputError(f"--port must be in 1..65535, got {args.port}", field="port")
     workload = load_workload(args.workload) if args.workload else None
+    if args.ray is not None:
+        return _serve_on_ray(args, workload)
     if args.plan is not None:
         plan = Plan.from_json(load_json(args.plan, "plan"))
         cost = make_cost_model(args.cost_model or plan.cost_model)
@@ -598,6 +641,13 @@ def build_parser() -> argparse.ArgumentParser:
                     help="token the admin endpoints require (default: $GRAFT_ADMIN_TOKEN; "
                          "without one they are off)")
 
+    sp.add_argument("--ray", metavar="ADDRESS", default=None,
+                    help="serve across the GPU nodes of the Ray cluster at ADDRESS ('auto': "
+                         "the one this machine belongs to): an agent per node, re-planning "
+                         "when nodes leave or join (needs pip install -e .[ray])")
+    sp.add_argument("--cluster-port", type=int, default=8010,
+                    help="with --ray: the controller's port for /v2/admin/cluster and "
+                         "/prometheus/targets (default 8010)")
     sp.add_argument("--replan-every", type=float, default=None,
                     help="re-plan the arrivals of the last S seconds every S seconds with "
                          "--planner, and swap when the simulator's rules say so")

@@ -248,6 +248,8 @@ class Pool:
         for q in (*self.inboxes, self.results):
             q.cancel_join_thread()
         self.loads = self._ctx.Array("i", n, lock=True)
+        if not n:  # a node of a cluster that only forwards
+            self._ready_event.set()
         try:
             with _spawning():
                 for spec in self.specs:
@@ -559,6 +561,12 @@ class Engine:
                     budget_ms: float | None = None) -> np.ndarray:
         """Run one request; ``Rejected`` or ``RequestFailed`` when it cannot be answered.
         Every outcome is counted in ``metrics`` and kept in ``outcomes``."""
+        return (await self.infer_routed(model, partition, x, budget_ms))[0]
+
+    async def infer_routed(self, model: str, partition: int, x: np.ndarray,
+                           budget_ms: float | None = None) -> tuple[np.ndarray, str, float]:
+        """``infer``, also saying which flow the request took and the budget it was
+        given (a node of a cluster sends the output of a leg on with what is left)."""
         name = f"{model}.p{partition}"
         t0 = now_ms()
         given = (budget_ms if budget_ms is not None
@@ -591,7 +599,7 @@ class Engine:
         self._keep(record)
         elapsed = record.completion_ms - t0
         self.metrics.answer(name, elapsed / 1000.0, elapsed <= budget)
-        return y
+        return y, record.flow, budget
 
     def _keep(self, record: Request) -> None:
         with self._lock:  # requests may come from more than one event loop

@@ -20,6 +20,7 @@ import numpy as np
 from tritonclient.grpc import model_config_pb2, service_pb2, service_pb2_grpc
 
 from graft.runtime.engine import Engine, Rejected, RequestFailed, budget_from_timeout
+from graft.runtime.forward import Forwarder
 from graft.runtime.protocol import (
     DATATYPES,
     MAX_ELEMENTS,
@@ -92,10 +93,16 @@ def _timeout_us(request: Any) -> int | None:
 
 
 class Servicer(service_pb2_grpc.GRPCInferenceServiceServicer):
-    """Triton's inference service over an ``Engine``."""
+    """Triton's inference service over an ``Engine`` (on a node of a cluster, through its
+    ``Forwarder``: requests for other nodes' entries are sent on)."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, forwarder: Forwarder | None = None) -> None:
         self.engine = engine
+        self.forwarder = forwarder
+
+    @property
+    def _served(self) -> list[tuple[str, int]]:
+        return self.forwarder.fragments if self.forwarder is not None else self.engine.fragments
 
     async def _fail(self, context: Any, e: Exception) -> None:
         codes = {NotFound: grpc.StatusCode.NOT_FOUND,
@@ -113,10 +120,10 @@ class Servicer(service_pb2_grpc.GRPCInferenceServiceServicer):
 
     async def ModelReady(self, request, context):  # noqa: N802, ANN001, ANN201
         try:
-            key = fragment(request.name, request.version, self.engine.fragments)
+            key = fragment(request.name, request.version, self._served)
         except NotFound:
             return service_pb2.ModelReadyResponse(ready=False)
-        return service_pb2.ModelReadyResponse(ready=key in self.engine.fragments)
+        return service_pb2.ModelReadyResponse(ready=key in self._served)
 
     async def ServerMetadata(self, request, context):  # noqa: N802, ANN001, ANN201
         from graft import __version__
@@ -126,7 +133,7 @@ class Servicer(service_pb2_grpc.GRPCInferenceServiceServicer):
 
     async def ModelMetadata(self, request, context):  # noqa: N802, ANN001, ANN201
         try:
-            meta = metadata(*fragment(request.name, request.version, self.engine.fragments))
+            meta = metadata(*fragment(request.name, request.version, self._served))
         except NotFound as e:
             await self._fail(context, e)
         tensor = service_pb2.ModelMetadataResponse.TensorMetadata
@@ -139,7 +146,7 @@ class Servicer(service_pb2_grpc.GRPCInferenceServiceServicer):
 
     async def ModelConfig(self, request, context):  # noqa: N802, ANN001, ANN201
         try:
-            cfg = config(*fragment(request.name, request.version, self.engine.fragments))
+            cfg = config(*fragment(request.name, request.version, self._served))
         except NotFound as e:
             await self._fail(context, e)
         fp32 = model_config_pb2.DataType.Value("TYPE_FP32")
@@ -154,7 +161,7 @@ class Servicer(service_pb2_grpc.GRPCInferenceServiceServicer):
         index = service_pb2.RepositoryIndexResponse.ModelIndex
         return service_pb2.RepositoryIndexResponse(models=[
             index(name=model_name(*k), version=VERSION, state="READY")
-            for k in self.engine.fragments])
+            for k in self._served])
 
     async def ModelInfer(self, request, context):  # noqa: N802, ANN001, ANN201
         t0 = time.perf_counter()
@@ -166,11 +173,11 @@ class Servicer(service_pb2_grpc.GRPCInferenceServiceServicer):
     async def _infer(self, request, context):  # noqa: ANN001, ANN202
         try:
             model, partition = fragment(request.model_name, request.model_version,
-                                        self.engine.fragments)
+                                        self._served)
             x = check_input(decode_inputs(request), model, partition)
             check_outputs([o.name for o in request.outputs])
-            y = await self.engine.infer(model, partition, x,
-                                        budget_from_timeout(_timeout_us(request)))
+            budget = budget_from_timeout(_timeout_us(request))
+            y = await (self.forwarder or self.engine).infer(model, partition, x, budget)
         except (NotFound, ProtocolError, Rejected, RequestFailed) as e:
             await self._fail(context, e)
         y = np.ascontiguousarray(y, dtype="<f4")
@@ -181,13 +188,14 @@ class Servicer(service_pb2_grpc.GRPCInferenceServiceServicer):
             outputs=[out], raw_output_contents=[y.tobytes()])
 
 
-async def start_grpc(engine: Engine, host: str, port: int) -> tuple[Any, int]:
+async def start_grpc(engine: Engine, host: str, port: int,
+                     forwarder: Forwarder | None = None) -> tuple[Any, int]:
     """Start the gRPC server; returns it and the port it bound."""
     server = grpc.aio.server(options=[
         ("grpc.max_receive_message_length", MAX_REQUEST_BYTES),
         ("grpc.max_send_message_length", MAX_REQUEST_BYTES),
     ])
-    service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(Servicer(engine), server)
+    service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(Servicer(engine, forwarder), server)
     bound = server.add_insecure_port(f"{host}:{port}")
     if bound == 0:
         raise OSError(f"cannot listen on {host}:{port}")

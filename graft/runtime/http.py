@@ -26,6 +26,7 @@ from graft.errors import GraftInputError
 from graft.plan.plan import Plan
 from graft.plan.verify import verify
 from graft.runtime.engine import Engine, Rejected, RequestFailed, budget_from_timeout
+from graft.runtime.forward import HOPS_HEADER, Forwarder
 from graft.runtime.metrics import CONTENT_TYPE
 from graft.runtime.protocol import (
     HEADER_LENGTH,
@@ -52,6 +53,8 @@ from graft.workload.flows import Workload, parse_workload
 log = logging.getLogger(__name__)
 
 ENGINE = web.AppKey("engine", Engine)
+#: On a node of a cluster (``graft serve --ray``): what sends requests on to other nodes.
+FORWARDER = web.AppKey("forwarder", Forwarder)
 TOKEN = web.AppKey("admin_token", str)
 #: The environment variable ``graft serve`` reads the admin token from.
 TOKEN_ENV = "GRAFT_ADMIN_TOKEN"
@@ -67,10 +70,16 @@ def _json(obj: Any, status: int = 200) -> web.Response:
                         content_type="application/json")
 
 
+def _served(app: web.Application) -> list[tuple[str, int]]:
+    """The fragment entries served: the plan's, or on a node of a cluster the cluster's."""
+    forwarder = app.get(FORWARDER)
+    return forwarder.fragments if forwarder is not None else app[ENGINE].fragments
+
+
 def _fragment(request: web.Request) -> tuple[str, int]:
     """(model, partition) of the model entry the URL names."""
     return fragment(request.match_info["name"], request.match_info.get("version"),
-                    request.app[ENGINE].fragments)
+                    _served(request.app))
 
 
 def _route(handler):  # noqa: ANN001, ANN202 - a decorator for aiohttp handlers
@@ -115,13 +124,18 @@ async def server_metadata(request: web.Request) -> web.Response:
 
 @_route
 async def model_metadata(request: web.Request) -> web.Response:
-    return _json(metadata(*_fragment(request)))
+    key = _fragment(request)
+    meta = metadata(*key)
+    forwarder = request.app.get(FORWARDER)
+    if forwarder is not None:  # where a client may send this entry's requests directly
+        meta["nodes"] = forwarder.nodes_serving(*key)
+    return _json(meta)
 
 
 @_route
 async def model_ready(request: web.Request) -> web.Response:
     key = _fragment(request)
-    served = key in request.app[ENGINE].fragments
+    served = key in _served(request.app)
     return web.Response(status=200 if served else 400)
 
 
@@ -132,9 +146,8 @@ async def model_config(request: web.Request) -> web.Response:
 
 @_route
 async def repository_index(request: web.Request) -> web.Response:
-    engine = request.app[ENGINE]
     return _json([{"name": model_name(*k), "version": VERSION, "state": "READY"}
-                  for k in engine.fragments])
+                  for k in _served(request.app)])
 
 
 @_route
@@ -150,12 +163,25 @@ async def _infer(request: web.Request) -> web.Response:
     model, partition = _fragment(request)
     req, x, binary = read_infer(await request.read(), request.headers.get(HEADER_LENGTH),
                                 model, partition)
-    y = await request.app[ENGINE].infer(model, partition, x, budget_from_timeout(req.timeout_us))
+    budget = budget_from_timeout(req.timeout_us)
+    forwarder = request.app.get(FORWARDER)
+    if forwarder is None:
+        y = await request.app[ENGINE].infer(model, partition, x, budget)
+    else:
+        y = await forwarder.infer(model, partition, x, budget, _hops(request))
     payload, length = infer_response(model, partition, req.id, y, binary)
     if length is None:
         return web.Response(body=payload, content_type="application/json")
     return web.Response(body=payload, content_type="application/octet-stream",
                         headers={HEADER_LENGTH: str(length)})
+
+
+def _hops(request: web.Request) -> int:
+    """How often a request was forwarded between nodes already (``Graft-Hops``)."""
+    try:
+        return max(0, int(request.headers.get(HOPS_HEADER, "0")))
+    except ValueError:
+        raise ProtocolError(f"{HOPS_HEADER} must be an integer") from None
 
 
 def _authorised(request: web.Request) -> None:
@@ -232,9 +258,12 @@ async def prometheus(request: web.Request) -> web.Response:
                         headers={"Content-Type": CONTENT_TYPE})
 
 
-def make_app(engine: Engine, admin_token: str | None = None) -> web.Application:
+def make_app(engine: Engine, admin_token: str | None = None,
+             forwarder: Forwarder | None = None) -> web.Application:
     app = web.Application(client_max_size=MAX_REQUEST_BYTES)
     app[ENGINE] = engine
+    if forwarder is not None:
+        app[FORWARDER] = forwarder
     app[TOKEN] = admin_token or ""
     r = app.router
     r.add_get("/v2/health/live", live)

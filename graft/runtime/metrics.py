@@ -39,6 +39,10 @@ class ServerMetrics:
                                 "time a frontend spent on an infer request: decoding, routing, "
                                 "queues, execution, hand-offs, encoding", ["protocol"],
                                 buckets=SECONDS_BUCKETS, registry=r)
+        self.forwarded = Counter("graft_forwarded_total",
+                                 "requests a node of a cluster sent on to another node, by the "
+                                 "node and its answer's HTTP status (or unreachable, timeout)",
+                                 ["node", "status"], registry=r)
         self.plan = Gauge("graft_plan_info", "the plan in force (value: its total share)",
                           ["planner", "cost_model", "gpus"], registry=r)
 

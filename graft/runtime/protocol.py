@@ -126,7 +126,7 @@ def decode_request(body: bytes, header_length: str | int | None = None) -> Infer
     inputs: dict[str, np.ndarray] = {}
     offset = 0
     for raw in raw_inputs:
-        name, array, used = _decode_input(raw, rest, offset)
+        name, array, used = _decode_tensor(raw, rest, offset)
         if name in inputs:
             raise ProtocolError(f"input {name!r} is given twice")
         inputs[name] = array
@@ -145,14 +145,16 @@ def decode_request(body: bytes, header_length: str | int | None = None) -> Infer
     )
 
 
-def _decode_input(raw: Any, rest: memoryview | bytes, offset: int
-                  ) -> tuple[str, np.ndarray, int]:
+def _decode_tensor(raw: Any, rest: memoryview | bytes, offset: int, kind: str = "input"
+                   ) -> tuple[str, np.ndarray, int]:
+    """One tensor of a request's ``inputs`` (or a response's ``outputs``: ``kind``), its
+    data from JSON or from ``rest`` at ``offset``, and how many bytes of ``rest`` it took."""
     if not isinstance(raw, dict) or not isinstance(raw.get("name"), str):
-        raise ProtocolError("every input needs a name")
+        raise ProtocolError(f"every {kind} needs a name")
     name = raw["name"]
     dtype = DATATYPES.get(raw.get("datatype"))
     if dtype is None:
-        raise ProtocolError(f"input {name!r}: datatype must be one of {sorted(DATATYPES)}, "
+        raise ProtocolError(f"{kind} {name!r}: datatype must be one of {sorted(DATATYPES)}, "
                             f"got {raw.get('datatype')!r}")
     shape = _shape(raw.get("shape"), name)
     count = math.prod(shape)
@@ -160,26 +162,26 @@ def _decode_input(raw: Any, rest: memoryview | bytes, offset: int
     size = params.get("binary_data_size") if isinstance(params, dict) else None
     if size is not None:
         if isinstance(size, bool) or not isinstance(size, int) or size < 0:
-            raise ProtocolError(f"input {name!r}: binary_data_size must be a non-negative "
+            raise ProtocolError(f"{kind} {name!r}: binary_data_size must be a non-negative "
                                 "integer")
         if size != count * dtype.itemsize:
-            raise ProtocolError(f"input {name!r}: binary_data_size {size} is not shape "
+            raise ProtocolError(f"{kind} {name!r}: binary_data_size {size} is not shape "
                                 f"{list(shape)} of {raw['datatype']} ({count * dtype.itemsize} "
                                 "bytes)")
         if offset + size > len(rest):
-            raise ProtocolError(f"input {name!r}: binary_data_size {size} runs past the end "
+            raise ProtocolError(f"{kind} {name!r}: binary_data_size {size} runs past the end "
                                 "of the body")
         array = np.frombuffer(rest, dtype=dtype, count=count, offset=offset).reshape(shape)
         return name, array, size
     data = raw.get("data")
     if data is None:
-        raise ProtocolError(f"input {name!r} has neither data nor binary_data_size")
+        raise ProtocolError(f"{kind} {name!r} has neither data nor binary_data_size")
     try:
         array = np.asarray(data, dtype=dtype)
     except (TypeError, ValueError, OverflowError):
-        raise ProtocolError(f"input {name!r}: data is not {raw['datatype']} numbers") from None
+        raise ProtocolError(f"{kind} {name!r}: data is not {raw['datatype']} numbers") from None
     if array.size != count:
-        raise ProtocolError(f"input {name!r}: {array.size} values for shape {list(shape)}")
+        raise ProtocolError(f"{kind} {name!r}: {array.size} values for shape {list(shape)}")
     return name, array.reshape(shape), 0
 
 
@@ -222,6 +224,47 @@ def encode_response(model: str, version: str, request_id: str | None,
     if not blobs:
         return text, None
     return b"".join([text, *blobs]), len(text)
+
+
+def encode_request(inputs: list[tuple[str, np.ndarray]], outputs: list[str],
+                   timeout_us: int | None = None) -> tuple[bytes, int]:
+    """An infer request body with ``inputs`` as binary data, asking for ``outputs`` as
+    binary data, with ``parameters.timeout`` when given (what ``tritonclient`` sends), and
+    its JSON header's length (``Inference-Header-Content-Length``)."""
+    tensors, blobs = [], []
+    for name, array in inputs:
+        blob = np.ascontiguousarray(array).astype(array.dtype.newbyteorder("<"),
+                                                  copy=False).tobytes()
+        tensors.append({"name": name, "datatype": datatype_of(array.dtype),
+                        "shape": list(array.shape),
+                        "parameters": {"binary_data_size": len(blob)}})
+        blobs.append(blob)
+    head: dict[str, Any] = {"inputs": tensors, "outputs": [
+        {"name": n, "parameters": {"binary_data": True}} for n in outputs]}
+    if timeout_us is not None:
+        head["parameters"] = {"timeout": int(timeout_us)}
+    text = json.dumps(head, separators=(",", ":")).encode()
+    return b"".join([text, *blobs]), len(text)
+
+
+def decode_response(body: bytes, header_length: str | int | None = None
+                    ) -> dict[str, np.ndarray]:
+    """The outputs of an infer response body (JSON or binary data)."""
+    if header_length is None:
+        head, rest = body, b""
+    else:
+        n = int(header_length)
+        head, rest = body[:n], memoryview(body)[n:]
+    res = json_object(head, "the response header")
+    raw_outputs = res.get("outputs")
+    if not isinstance(raw_outputs, list):
+        raise ProtocolError("the response has no outputs list")
+    out, offset = {}, 0
+    for raw in raw_outputs:
+        name, array, used = _decode_tensor(raw, rest, offset, "output")
+        out[name] = array
+        offset += used
+    return out
 
 
 def error_body(message: str) -> bytes:

@@ -27,6 +27,7 @@ from graft.models.catalog import model_names
 from graft.plan.plan import Plan
 from graft.planner.base import Planner
 from graft.runtime.engine import Engine
+from graft.runtime.forward import Forwarder
 from graft.runtime.grpc import start_grpc
 from graft.runtime.http import make_app
 from graft.runtime.replanner import Replanner
@@ -93,28 +94,33 @@ class Frontends:
     grpc: Any
     http_port: int
     grpc_port: int | None
+    forwarder: Forwarder | None = None
 
     async def close(self) -> None:
         if self.grpc is not None:
             await self.grpc.stop(grace=1.0)
         await self.runner.cleanup()
+        if self.forwarder is not None:
+            await self.forwarder.close()
 
 
 async def start_frontends(engine: Engine, host: str, http_port: int,
-                          grpc_port: int | None, admin_token: str | None = None) -> Frontends:
+                          grpc_port: int | None, admin_token: str | None = None,
+                          forwarder: Forwarder | None = None) -> Frontends:
     """Start HTTP on ``http_port`` and gRPC on ``grpc_port`` (None: no gRPC; 0: any free
-    port) on the running loop; the admin endpoints take ``admin_token`` (None: off)."""
-    runner = web.AppRunner(make_app(engine, admin_token), access_log=None)
+    port) on the running loop; the admin endpoints take ``admin_token`` (None: off). On a
+    node of a cluster, requests go through ``forwarder``."""
+    runner = web.AppRunner(make_app(engine, admin_token, forwarder), access_log=None)
     await runner.setup()
     try:
         await web.TCPSite(runner, host, http_port).start()
         bound_http = runner.addresses[0][1]
         server, bound_grpc = (None, None) if grpc_port is None else await start_grpc(
-            engine, host, grpc_port)
+            engine, host, grpc_port, forwarder)
     except OSError as e:
         await runner.cleanup()
         raise GraftInputError(f"cannot listen on {host}: {e.strerror or e}") from None
-    return Frontends(runner, server, bound_http, bound_grpc)
+    return Frontends(runner, server, bound_http, bound_grpc, forwarder)
 
 
 class BackgroundServer:
@@ -130,9 +136,9 @@ class BackgroundServer:
 
     def __init__(self, engine: Engine, *, host: str = "127.0.0.1", http_port: int = 0,
                  grpc_port: int | None = None, admin_token: str | None = None,
-                 start_engine: bool = True) -> None:
+                 start_engine: bool = True, forwarder: Forwarder | None = None) -> None:
         self.engine = engine
-        self._args = (host, http_port, grpc_port, admin_token)
+        self._args = (host, http_port, grpc_port, admin_token, forwarder)
         self._start_engine = start_engine
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
