@@ -24,8 +24,8 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	@echo "installing $(TORCH_PINS) (CUDA build, about 5 GB; minutes)" >&2
 	$(HEARTBEAT) "installing torch" $(PY) -m pip install --quiet $(TORCH_PINS)
-	@echo "installing graft and its dev tools" >&2
-	$(HEARTBEAT) "installing graft" $(PY) -m pip install --quiet -e '.[dev]'
+	@echo "installing graft, its dev tools and Ray (for the cluster tests; about 500 MB)" >&2
+	$(HEARTBEAT) "installing graft" $(PY) -m pip install --quiet -e '.[dev,ray]'
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -46,6 +46,7 @@ bench-sim: $(STAMP)
 
 bench-scale: $(STAMP)
 	$(PY) bench/scale_bench.py --output $(RESULTS)/scale.md
+	$(PY) bench/ray_nodes_bench.py --output $(RESULTS)/scale.md
 
 bench-runtime: $(STAMP)
 	$(PY) bench/runtime_bench.py --output $(RESULTS)/runtime.md

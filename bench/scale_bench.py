@@ -12,8 +12,8 @@ time measured here); the new plan is simulated the same way.
 
 Attainment before, during and after: on-time answers over requests, in the simulator;
 "during" counts the failed flows' requests as misses and the others as the old plan serves
-them. The local multi-node measurements (the same load on 1, 2 and 3 Ray nodes) need the
-Ray runtime, which is not built yet; the results file says so.
+them. The local multi-node measurements (the same load served on 1, 2 and 3 Ray nodes) are
+``bench/ray_nodes_bench.py``'s section of the same file, kept when this one rewrites it.
 """
 
 from __future__ import annotations
@@ -38,6 +38,8 @@ from graft.sim.server import simulate_plan  # noqa: E402
 from graft.workload.flows import Workload  # noqa: E402
 from graft.workload.synthetic import HETEROGENEOUS, synthetic_workload  # noqa: E402
 
+#: The section ``bench/ray_nodes_bench.py`` writes (kept here).
+LOCAL_SECTION = "## Local nodes on Ray"
 CLIENTS = 100_000
 NODES, GPUS_PER_NODE = 100, 8
 #: A phone sends a few frames a second.
@@ -148,14 +150,14 @@ def main() -> None:
         f"{len(set(after_plan.gpu_nodes))} |",
         f"| new plan verifier | {'passes' if not after_errors else 'violations'} |",
         "",
-        "## Local nodes on Ray",
-        "",
-        "Not measured yet: the Ray runtime (`graft serve --ray`) is not built.",
-        "",
     ]
     out = Path(args.output)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text("\n".join(lines))
+    kept = out.read_text().split(LOCAL_SECTION, 1) if out.exists() else []
+    local = (LOCAL_SECTION + kept[1] if len(kept) == 2 else
+             f"{LOCAL_SECTION}\n\nNot measured: run `python bench/ray_nodes_bench.py "
+             f"--output {out}` (needs Ray).\n")
+    out.write_text("\n".join(lines) + "\n" + local)
     say(f"wrote {out}")
 
 

@@ -15,12 +15,12 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("ray")
 th = pytest.importorskip("tritonclient.http")
 
-from clusterplans import COST_MODEL, WORKLOAD, crossing_plan  # noqa: E402
-
 from graft.cost.registry import make_cost_model  # noqa: E402
 from graft.models.chains import build_chain  # noqa: E402
 from graft.planner.registry import make_planner  # noqa: E402
 from graft.runtime.ray_cluster import RayController  # noqa: E402
+
+from clusterplans import COST_MODEL, WORKLOAD, crossing_plan  # noqa: E402
 
 pytestmark = [pytest.mark.torch, pytest.mark.ray]
 
@@ -40,7 +40,7 @@ def ray_cluster():
     cluster.shutdown()
 
 
-def _infer(url: str, name: str, x: np.ndarray, timeout_us: int = 5_000_000) -> np.ndarray:
+def _infer(url: str, name: str, x: np.ndarray, timeout_us: int = 60_000_000) -> np.ndarray:
     client = th.InferenceServerClient(url.split("://", 1)[-1], network_timeout=30)
     inp = th.InferInput("INPUT__0", list(x.shape), "FP32")
     inp.set_data_from_numpy(x)
@@ -106,7 +106,8 @@ def test_one_entry_reaches_every_fragment_and_a_lost_node_is_planned_around(ray_
             t.join(60)
         assert not any(t.is_alive() for t in threads)  # no request hangs
         assert ctl.replans >= 1
-        assert all(seconds < 15 for seconds, _ in outcomes), max(outcomes)
+        # none waited out its minute of budget (a generous bound: they take milliseconds)
+        assert all(seconds < 30 for seconds, _ in outcomes), max(outcomes)
         errors = [what for _, what in outcomes if what != "ok"]
         assert outcomes[-1][1] == "ok", outcomes[-3:]  # service resumed
         # requests that needed the lost node were refused at once (503), none failed late
