@@ -65,6 +65,13 @@ KNOWN: dict[str, str] = {
     "graft loadgen": NEEDS_SERVER,
     "graft serve": SERVER,
     "graft serve --workload w.json": SERVER,
+    "graft serve --ray auto --workload w.json --device cuda --cost-model analytic:v100":
+        "needs a Ray cluster with GPUs; tests/test_ray_serving.py serves on a local one",
+    "graft serve --ray": "a name; tests/test_ray_serving.py serves on a local Ray cluster",
+    "graft plan --cluster ray:auto": "needs a running Ray cluster; tests/test_cluster.py "
+                                     "plans on a local one",
+    "python bench/ray_nodes_bench.py": "about 2 minutes of local Ray clusters; "
+                                       "tests/test_ray_serving.py serves on one",
     "graft loadgen http://127.0.0.1:8000 --workload w.json --duration 20": NEEDS_SERVER,
     "graft demo": "about 35 s (profiling, serving); tests/test_demo.py runs its steps",
     "graft demo -o demo-out": "about 35 s (profiling, serving); tests/test_demo.py",
