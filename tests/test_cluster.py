@@ -146,3 +146,27 @@ def test_plan_on_a_local_ray_cluster(tmp_path, monkeypatch):
         assert main(["verify", str(tmp_path / "w.json"), str(out)]) == 0
     finally:
         ray_cluster.shutdown()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--ray", "127.0.0.1:1"], "no Ray cluster answers at 127.0.0.1:1"),
+    (["--ray", "nonsense"], "--ray takes auto or HOST:PORT"),
+    (["--ray", "auto", "--replan-every", "5"], "the controller re-plans when nodes leave"),
+    (["--ray", "auto", "--cluster-port", "70000"], "--cluster-port must be in"),
+])
+def test_serve_on_ray_refuses_bad_options_at_once(tmp_path, capsys, args, message):
+    pytest.importorskip("ray")
+    w = tmp_path / "w.json"
+    w.write_text(json.dumps({"flows": [{"id": "t0", "model": "tiny", "partition": 0,
+                                        "rate": 5, "budget_ms": 500}]}))
+    assert main(["serve", "--workload", str(w), *args]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_the_single_node_server_never_imports_ray():
+    import subprocess
+    import sys
+
+    code = ("import sys, graft.cli, graft.runtime.server, graft.runtime.node, "
+            "graft.runtime.forward, graft.runtime.http; assert 'ray' not in sys.modules")
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -15,6 +15,7 @@ from graft.runtime.engine import Engine
 from graft.runtime.forward import Forwarder, Tables
 from graft.runtime.nodeplans import NodePart
 from graft.runtime.server import BackgroundServer, check_ports
+from graft.wording import plural
 
 log = logging.getLogger(__name__)
 
@@ -46,8 +47,8 @@ class NodeServer:
 
     def start(self) -> None:
         self._server.__enter__()
-        log.info("node %s: %d stages, serving on %s", self.node, len(self.engine.plan.stages),
-                 self.url)
+        log.info("node %s: %s, serving on %s", self.node,
+                 plural(len(self.engine.plan.stages), "stage"), self.url)
 
     @property
     def url(self) -> str:
@@ -69,7 +70,8 @@ class NodeServer:
         old = self.forwarder.tables
         self.forwarder.tables = Tables(part.node, part.hops, entries,
                                        dict(urls) if urls is not None else old.urls)
-        log.info("node %s: installed a plan of %d stages", self.node, len(part.plan.stages))
+        log.info("node %s: installed a part of %s", self.node,
+                 plural(len(part.plan.stages), "stage"))
 
     def stop(self) -> None:
         self._server.__exit__(None, None, None)

@@ -60,6 +60,24 @@ class AgentInfo:
     stages: int = 0
 
 
+def _check_reachable(address: str, timeout_s: float = 3.0) -> None:
+    """Refuse at once a ``HOST:PORT`` nobody listens on (``ray.init`` would retry for
+    minutes); ``auto`` and ``ray://`` addresses are left to Ray."""
+    import socket
+
+    if address == "auto" or "://" in address:
+        return
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise GraftInputError(f"--ray takes auto or HOST:PORT (the head node's GCS address, "
+                              f"port 6379 by default), got {address!r}", field="ray")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout_s).close()
+    except (OSError, ValueError) as e:
+        raise GraftInputError(f"no Ray cluster answers at {address}: "
+                              f"{getattr(e, 'strerror', None) or e}", field="ray") from None
+
+
 def _agent_class() -> Any:
     """The agent actor class (defined here so that Ray is imported only when used)."""
     import ray
@@ -149,19 +167,29 @@ class RayController:
 
     # --- start and stop -------------------------------------------------------------------
     def start(self) -> None:
+        """Join the Ray cluster (``auto``: the one this machine belongs to, or a new one on
+        this machine when none runs), plan on its GPU nodes and start the agents."""
         import ray
 
         if not ray.is_initialized():
+            _check_reachable(self.address)
             try:
                 ray.init(address=self.address, include_dashboard=False)
             except ConnectionError as e:
-                raise GraftInputError(f"no Ray cluster at {self.address!r} ({e}): start one "
-                                      "with 'ray start --head --num-gpus N'") from None
+                if self.address != "auto":
+                    raise GraftInputError(f"no Ray cluster at {self.address!r} ({e}): start "
+                                          "one with 'ray start --head --num-gpus N'") from None
+                log.info("no Ray cluster runs here; starting one on this machine")
+                ray.init(include_dashboard=False)
             self._started_ray = True
-        self._agent = _agent_class()
-        cluster, addresses = self._alive()
-        plan = self._place(cluster)
-        self._deploy(plan, cluster, addresses)
+        try:
+            self._agent = _agent_class()
+            cluster, addresses = self._alive()
+            plan = self._place(cluster)
+            self._deploy(plan, cluster, addresses)
+        except BaseException:
+            self.stop()
+            raise
         self._event(f"serving {plan.planner}'s plan (share {plan.total_share:.2f}, "
                     f"{plural(plan.gpus, 'GPU')}) on {plural(len(cluster.nodes), 'node')}")
 
