@@ -178,12 +178,14 @@ def gap(args: argparse.Namespace, count: int
         "|---|---:|---:|---:|---:|---:|---:|---|---:|",
     ]
     show(lines)
-    gaps: list[tuple[float, bool, float]] = []  # graft/optimal, proven, graft - optimal
+    # graft/optimal, proven, graft - optimal, optimal
+    gaps: list[tuple[float, bool, float, float]] = []
     for name, w in gap_workloads(cost, count=count, seed=0):
         g, g2, s, o, o2 = (run(p, w, cost) for p in
                            ("graft", "graft-2e", "gslice", "optimal", "optimal-2e"))
         if o.share:
-            gaps.append((g.share / o.share, o.note.startswith("Optimal"), g.share - o.share))
+            gaps.append((g.share / o.share, o.note.startswith("Optimal"), g.share - o.share,
+                         o.share))
         lines.append(
             f"| {name} | {len(w.flows)} | {g.share:.3f} | "
             f"{'-' if o.share is None else f'{o.share:.3f}'} | {ratio(g.share, o.share)} | "
@@ -193,7 +195,12 @@ def gap(args: argparse.Namespace, count: int
     return lines, gaps
 
 
-def summary(facts: dict, gaps: list[tuple[float, bool, float]]) -> list[str]:
+#: The restated gap target: graft's share beyond the optimum at most this part of it, or one
+#: share step (shares are whole percentages), whichever is more.
+GAP_RELATIVE, SHARE_STEP = 0.05, 0.01
+
+
+def summary(facts: dict, gaps: list[tuple[float, bool, float, float]]) -> list[str]:
     lines = ["", "## Summary", ""]
     ratios: dict = facts["ratio"]
     if ratios:
@@ -225,9 +232,11 @@ def summary(facts: dict, gaps: list[tuple[float, bool, float]]) -> list[str]:
                          f"shapes (target < {limit:g} s, one core): "
                          f"**{'met' if t < limit else 'not met'}**.")
     if gaps:
-        ratios = [r for r, _, _ in gaps]
-        proven = [r for r, ok, _ in gaps if ok]
-        excess = max(e for _, _, e in gaps)
+        ratios = [r for r, _, _, _ in gaps]
+        proven = [r for r, ok, _, _ in gaps if ok]
+        excess = max(e for _, _, e, _ in gaps)
+        within = sum(e <= max(GAP_RELATIVE * o, SHARE_STEP) + 1e-9 for _, _, e, o in gaps)
+        small = sum(o < SHARE_STEP / GAP_RELATIVE for _, _, _, o in gaps)
         lines.append(f"- graft / optimal (slices included) on {len(gaps)} workloads: median "
                      f"{statistics.median(ratios):.3f}, worst {max(ratios):.3f}; "
                      f"{len(proven)} proven optimal"
@@ -235,6 +244,12 @@ def summary(facts: dict, gaps: list[tuple[float, bool, float]]) -> list[str]:
                      + f" (target <= 1.05: **{'met' if max(ratios) <= 1.05 else 'not met'}**); "
                      f"the most share graft needs beyond optimal on any of them: {excess:.3f}"
                      " (shares are whole percentages: 0.01 is one step).")
+        lines.append(f"- graft - optimal <= max({GAP_RELATIVE:.0%} of optimal, one share step "
+                     f"{SHARE_STEP:g}) (the restated target): {within} of {len(gaps)} "
+                     f"workloads: **{'met' if within == len(gaps) else 'not met'}**. On the "
+                     f"{small} whose optimum is below {SHARE_STEP / GAP_RELATIVE:g}, one share "
+                     f"step is more than {GAP_RELATIVE:.0%}, so a ratio target of "
+                     f"{1 + GAP_RELATIVE:g} there asks for the exact optimum.")
     return lines
 
 

@@ -96,7 +96,8 @@ def test_every_fragment_through_every_node_and_a_lost_node_refused_at_once():
                 cluster=Cluster((*plan.cluster.nodes, Node("d", 1))), gpu_nodes=plan.gpu_nodes)
     parts = split_plan(plan, WORKLOAD, COST)
     assert parts.parts["d"].plan.stages == ()
-    nodes = {n: NodeServer(p, parts.entries, COST) for n, p in parts.parts.items()}
+    nodes = {n: NodeServer(p, parts.entries, COST, admin_token="t")
+             for n, p in parts.parts.items()}
     started = []
     try:
         for node in nodes.values():
@@ -124,6 +125,14 @@ def test_every_fragment_through_every_node_and_a_lost_node_refused_at_once():
         meta = th.InferenceServerClient(urls["d"][7:]).get_model_metadata("tiny.p2")
         assert meta["nodes"] == [{"node": "b", "url": urls["b"]}]
         assert th.InferenceServerClient(urls["d"][7:]).is_model_ready("tiny.p4")
+        # a node's plan is the controller's to install
+        import urllib.error
+        import urllib.request
+
+        post = urllib.request.Request(f"{urls['d']}/v2/admin/plan", data=b"{}",
+                                      headers={"Authorization": "Bearer t"})
+        with pytest.raises(urllib.error.HTTPError, match="409"):
+            urllib.request.urlopen(post)
         # too many hops: refused, not sent round again
         with pytest.raises(th.InferenceServerException, match="forwarded 17 times"):
             infer("d", 2, headers={"Graft-Hops": "16"})

@@ -225,6 +225,9 @@ async def put_plan(request: web.Request) -> web.Response:
     workload optional: without it, each route's latency is its flow's budget). The plan is
     verified first; one that fails is refused with its violations."""
     _authorised(request)
+    if request.app.get(FORWARDER) is not None:
+        raise ProtocolError("this server is a node of a cluster: its controller installs "
+                            "plans (graft serve --ray)", status=409)
     engine = request.app[ENGINE]
     plan, workload = _parse_plan(await request.read(), engine)
     loop = asyncio.get_running_loop()

@@ -43,6 +43,9 @@ log = logging.getLogger(__name__)
 #: Agents of nodes that share an address (a local cluster: several Ray nodes on one host)
 #: listen on ports this far apart: the k-th on a host takes ``port + k * PORT_STRIDE``.
 PORT_STRIDE = 10
+#: How long the controller waits for an agent to start (its node's GPUs free, its workers
+#: ready), seconds.
+AGENT_START_TIMEOUT_S = 300.0
 #: How long the controller waits for an agent to answer a ping, seconds.
 PING_TIMEOUT_S = 5.0
 
@@ -57,7 +60,6 @@ class AgentInfo:
     slot: int = 0
     http_url: str = ""
     grpc_port: int | None = None
-    stages: int = 0
 
 
 def _check_reachable(address: str, timeout_s: float = 3.0) -> None:
@@ -245,7 +247,7 @@ class RayController:
         for name in new:
             actor = self._agent.options(
                 scheduling_strategy=NodeAffinitySchedulingStrategy(node_id=name, soft=False),
-                num_gpus=gpus[name], name=f"graft-node-{name[:12]}").remote()
+                num_gpus=gpus[name]).remote()
             http, grpc, slot = ports[name]
             starting[name] = actor.start.remote(
                 parts.parts[name], parts.entries, self.cost.name, http,
@@ -254,15 +256,19 @@ class RayController:
             self.agents[name] = AgentInfo(actor, addresses.get(name, ""), slot)
         old = [n for n in self.agents if n not in starting]
         for name, ref in starting.items():
-            got = ray.get(ref)
+            try:
+                got = ray.get(ref, timeout=AGENT_START_TIMEOUT_S)
+            except ray.exceptions.GetTimeoutError:
+                raise GraftInputError(
+                    f"the agent on node {name} did not start within "
+                    f"{AGENT_START_TIMEOUT_S:g} s: are the node's GPUs held by other Ray "
+                    "work?") from None
             self.agents[name].http_url = got["http_url"]
             self.agents[name].grpc_port = got["grpc_port"]
         urls = {n: a.http_url for n, a in self.agents.items()}
         ray.get([self.agents[n].actor.install.remote(parts.parts[n], parts.entries, urls)
                  for n in old] + [self.agents[n].actor.set_urls.remote(urls)
                                   for n in starting])
-        for name, info in self.agents.items():
-            info.stages = len(parts.parts[name].plan.stages)
         with self._lock:
             self.plan, self.parts = plan, parts
             self.installed += 1
@@ -375,7 +381,7 @@ class RayController:
             plan, parts = self.plan, self.parts
             events = list(self.events[-20:])
         nodes = []
-        for name, info in self.agents.items():
+        for name, info in list(self.agents.items()):  # a copy: the watch thread changes it
             part = parts.parts.get(name) if parts else None
             nodes.append({"node": name, "address": info.address, "http": info.http_url,
                           "grpc_port": info.grpc_port, "metrics": f"{info.http_url}/metrics",
@@ -396,7 +402,7 @@ class RayController:
         """Every node's metrics endpoint in Prometheus' HTTP service discovery format."""
         return [{"targets": [info.http_url.split("://", 1)[-1]],
                  "labels": {"graft_node": name}}
-                for name, info in self.agents.items() if info.http_url]
+                for name, info in list(self.agents.items()) if info.http_url]
 
 
 def controller_app(controller: RayController) -> Any:
