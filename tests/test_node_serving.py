@@ -96,7 +96,8 @@ def test_every_fragment_through_every_node_and_a_lost_node_refused_at_once():
                 cluster=Cluster((*plan.cluster.nodes, Node("d", 1))), gpu_nodes=plan.gpu_nodes)
     parts = split_plan(plan, WORKLOAD, COST)
     assert parts.parts["d"].plan.stages == ()
-    nodes = {n: NodeServer(p, parts.entries, COST, admin_token="t")
+    nodes = {n: NodeServer(p, parts.entries, COST, admin_token="t",
+                           grpc_port=0 if n == "d" else None)
              for n, p in parts.parts.items()}
     started = []
     try:
@@ -122,6 +123,13 @@ def test_every_fragment_through_every_node_and_a_lost_node_refused_at_once():
             for p in acts:
                 np.testing.assert_allclose(infer(node, p, timeout=5_000_000), want, atol=1e-4,
                                            rtol=0)
+        # gRPC too: node d holds no stage and sends the request on over HTTP
+        tg = pytest.importorskip("tritonclient.grpc")
+        grpc_client = tg.InferenceServerClient(f"127.0.0.1:{nodes['d'].grpc_port}")
+        inp = tg.InferInput("INPUT__0", list(acts[0].shape), "FP32")
+        inp.set_data_from_numpy(acts[0])
+        np.testing.assert_allclose(grpc_client.infer("tiny.p0", [inp]).as_numpy("OUTPUT__0"),
+                                   want, atol=1e-4, rtol=0)
         meta = th.InferenceServerClient(urls["d"][7:]).get_model_metadata("tiny.p2")
         assert meta["nodes"] == [{"node": "b", "url": urls["b"]}]
         assert th.InferenceServerClient(urls["d"][7:]).is_model_ready("tiny.p4")

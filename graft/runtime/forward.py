@@ -132,13 +132,13 @@ class Forwarder:
                     payload = await resp.read()
                     status = resp.status
                     header = resp.headers.get(HEADER_LENGTH)
-            except (aiohttp.ClientConnectionError, OSError) as e:
-                log.warning("node %s (%s) does not answer: %s", node, url, e)
-                continue
-            except asyncio.TimeoutError:
+            except (asyncio.TimeoutError, TimeoutError):  # before OSError: it is one
                 self.engine.metrics.forwarded.labels(node, "timeout").inc()
                 raise RequestFailed(f"node {node} did not answer {name} in time",
                                     "timeout") from None
+            except (aiohttp.ClientConnectionError, OSError) as e:
+                log.warning("node %s (%s) does not answer: %s", node, url, e)
+                continue
             self.engine.metrics.forwarded.labels(node, str(status)).inc()
             if status == 200:
                 try:
