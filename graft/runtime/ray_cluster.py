@@ -24,7 +24,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -46,7 +46,9 @@ PORT_STRIDE = 10
 #: How long the controller waits for an agent to start (its node's GPUs free, its workers
 #: ready), seconds.
 AGENT_START_TIMEOUT_S = 300.0
-#: How long the controller waits for an agent to answer a ping, seconds.
+#: The controller keeps this many of its most recent events.
+EVENTS_KEPT = 100
+#: How long the controller waits for its agents to answer a ping, seconds.
 PING_TIMEOUT_S = 5.0
 
 
@@ -158,7 +160,7 @@ class RayController:
         self.agents: dict[str, AgentInfo] = {}
         self.parts: ClusterParts | None = None
         #: what happened, newest last: (unix time, message)
-        self.events: list[tuple[float, str]] = []
+        self.events: deque[tuple[float, str]] = deque(maxlen=EVENTS_KEPT)
         #: re-plans started, and plans put in force (the first included)
         self.replans = 0
         self.installed = 0
@@ -314,11 +316,14 @@ class RayController:
             cluster, addresses = Cluster(()), {}
         alive = {n.name for n in cluster.nodes}
         lost = [n for n in self.agents if n not in alive]
-        for name, info in self.agents.items():
-            if name in lost:
-                continue
+        pings = {self.agents[n].actor.ping.remote(): n for n in self.agents if n not in lost}
+        answered, _ = (ray.wait(list(pings), num_returns=len(pings), timeout=PING_TIMEOUT_S)
+                       if pings else ([], []))
+        for ref, name in pings.items():
             try:
-                ray.get(info.actor.ping.remote(), timeout=PING_TIMEOUT_S)
+                if ref not in answered:
+                    raise TimeoutError(f"no answer in {PING_TIMEOUT_S:g} s")
+                ray.get(ref)
             except Exception as e:  # noqa: BLE001 - a dead actor, or one that hangs
                 log.warning("the agent of node %s does not answer: %s", name, e)
                 lost.append(name)
@@ -379,7 +384,7 @@ class RayController:
         """The nodes, where each serves, and the plan in force (``GET /v2/admin/cluster``)."""
         with self._lock:
             plan, parts = self.plan, self.parts
-            events = list(self.events[-20:])
+            events = list(self.events)[-20:]
         nodes = []
         for name, info in list(self.agents.items()):  # a copy: the watch thread changes it
             part = parts.parts.get(name) if parts else None
