@@ -100,8 +100,8 @@ class Servicer(service_pb2_grpc.GRPCInferenceServiceServicer):
         self.engine = engine
         self.forwarder = forwarder
 
-    @property
-    def _served(self) -> list[tuple[str, int]]:
+    def _entries(self) -> list[tuple[str, int]]:
+        """The fragment entries served: the plan's, or on a node of a cluster the cluster's."""
         return self.forwarder.fragments if self.forwarder is not None else self.engine.fragments
 
     async def _fail(self, context: Any, e: Exception) -> None:
@@ -120,10 +120,10 @@ class Servicer(service_pb2_grpc.GRPCInferenceServiceServicer):
 
     async def ModelReady(self, request, context):  # noqa: N802, ANN001, ANN201
         try:
-            key = fragment(request.name, request.version, self._served)
+            key = fragment(request.name, request.version, self._entries)
         except NotFound:
             return service_pb2.ModelReadyResponse(ready=False)
-        return service_pb2.ModelReadyResponse(ready=key in self._served)
+        return service_pb2.ModelReadyResponse(ready=key in self._entries())
 
     async def ServerMetadata(self, request, context):  # noqa: N802, ANN001, ANN201
         from graft import __version__
@@ -133,7 +133,7 @@ class Servicer(service_pb2_grpc.GRPCInferenceServiceServicer):
 
     async def ModelMetadata(self, request, context):  # noqa: N802, ANN001, ANN201
         try:
-            meta = metadata(*fragment(request.name, request.version, self._served))
+            meta = metadata(*fragment(request.name, request.version, self._entries))
         except NotFound as e:
             await self._fail(context, e)
         tensor = service_pb2.ModelMetadataResponse.TensorMetadata
@@ -146,7 +146,7 @@ class Servicer(service_pb2_grpc.GRPCInferenceServiceServicer):
 
     async def ModelConfig(self, request, context):  # noqa: N802, ANN001, ANN201
         try:
-            cfg = config(*fragment(request.name, request.version, self._served))
+            cfg = config(*fragment(request.name, request.version, self._entries))
         except NotFound as e:
             await self._fail(context, e)
         fp32 = model_config_pb2.DataType.Value("TYPE_FP32")
@@ -161,7 +161,7 @@ class Servicer(service_pb2_grpc.GRPCInferenceServiceServicer):
         index = service_pb2.RepositoryIndexResponse.ModelIndex
         return service_pb2.RepositoryIndexResponse(models=[
             index(name=model_name(*k), version=VERSION, state="READY")
-            for k in self._served])
+            for k in self._entries()])
 
     async def ModelInfer(self, request, context):  # noqa: N802, ANN001, ANN201
         t0 = time.perf_counter()
@@ -173,7 +173,7 @@ class Servicer(service_pb2_grpc.GRPCInferenceServiceServicer):
     async def _infer(self, request, context):  # noqa: ANN001, ANN202
         try:
             model, partition = fragment(request.model_name, request.model_version,
-                                        self._served)
+                                        self._entries)
             x = check_input(decode_inputs(request), model, partition)
             check_outputs([o.name for o in request.outputs])
             budget = budget_from_timeout(_timeout_us(request))

@@ -79,7 +79,7 @@ def _served(app: web.Application) -> list[tuple[str, int]]:
 def _fragment(request: web.Request) -> tuple[str, int]:
     """(model, partition) of the model entry the URL names."""
     return fragment(request.match_info["name"], request.match_info.get("version"),
-                    _served(request.app))
+                    lambda: _served(request.app))
 
 
 def _route(handler):  # noqa: ANN001, ANN202 - a decorator for aiohttp handlers

@@ -437,12 +437,10 @@ def serve_on_ray(controller: RayController, *, host: str = "127.0.0.1",
     """Start ``controller``'s agents, print where every node serves, watch the cluster and
     serve the controller's endpoints on ``host:cluster_port`` until SIGINT or SIGTERM."""
     import asyncio
-    import contextlib
-    import signal
 
     from aiohttp import web
 
-    from graft.runtime.server import check_ports
+    from graft.runtime.server import check_ports, until_stopped
 
     check_ports(host, (cluster_port,))
     controller.start()
@@ -459,13 +457,8 @@ def serve_on_ray(controller: RayController, *, host: str = "127.0.0.1",
             await web.TCPSite(runner, host, cluster_port).start()
             print(f"graft cluster controller on http://{host}:{cluster_port}/v2/admin/cluster",
                   flush=True)
-            stop = asyncio.Event()
-            loop = asyncio.get_running_loop()
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                with contextlib.suppress(NotImplementedError, RuntimeError):
-                    loop.add_signal_handler(sig, stop.set)
             try:
-                await stop.wait()
+                await until_stopped()
             finally:
                 await runner.cleanup()
 

@@ -9,6 +9,7 @@ is FP32 ``[-1, *last block's output]``; version ``1``.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -47,17 +48,19 @@ def output_shape(model: str) -> tuple[int, ...]:
     return tuple(get_model(model).blocks[-1].out_shape)
 
 
-def fragment(name: str, version: str | None, served: list[tuple[str, int]]) -> tuple[str, int]:
+def fragment(name: str, version: str | None,
+             served: Callable[[], list[tuple[str, int]]]) -> tuple[str, int]:
     """(model, partition) of entry ``name``: any partition point of a known model is an
     entry (the plan in force may not route it yet: the engine refuses those requests, and
-    re-planning sees them); ``NotFound`` for anything else."""
+    re-planning sees them); ``NotFound`` for anything else, naming the entries ``served()``
+    returns (asked only then: it is not work on every request)."""
     m = _NAME.match(name)
     key = (m["model"], int(m["p"])) if m else None
     if key is None or key[0] not in model_names() or not 0 <= key[1] < get_model(
             key[0]).num_blocks:
         raise NotFound(f"unknown model {name!r}: entries are <model>.p<k> for a partition "
                        f"point k of a known model; this server's plan serves "
-                       f"{', '.join(model_name(*k) for k in served) or 'none'}")
+                       f"{', '.join(model_name(*k) for k in served()) or 'none'}")
     if version not in (None, "", VERSION):
         raise NotFound(f"model {name!r} has only version {VERSION}, not {version!r}")
     return key

@@ -183,15 +183,20 @@ async def _serve(engine: Engine, host: str, port: int, grpc_port: int | None,
     names = ", ".join(f"{m}.p{p}" for m, p in engine.fragments)
     print(f"graft serving {names} on http://{host}:{fronts.http_port}"
           + (f" and grpc://{host}:{fronts.grpc_port}" if fronts.grpc_port else ""), flush=True)
+    try:
+        await until_stopped()
+    finally:
+        await fronts.close()
+
+
+async def until_stopped() -> None:
+    """Return when the process gets SIGINT or SIGTERM (on the running loop)."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
-    try:
-        await stop.wait()
-    finally:
-        await fronts.close()
+    await stop.wait()
 
 
 def serve(plan: Plan, workload: Workload | None, cost: CostModel, *, host: str = "127.0.0.1",
